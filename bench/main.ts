@@ -1,0 +1,19 @@
+/** `npm run bench -- <engine|forward|train|mezo> [--threads N]`: prints one JSON object per benchmark. */
+import { benchEngine } from './engine.ts';
+
+const args = process.argv.slice(2);
+const which = args.filter((a) => !a.startsWith('--'));
+const tIdx = args.indexOf('--threads');
+const threads = tIdx >= 0 ? Number(args[tIdx + 1]) : 2;
+const all: Record<string, (threads: number) => Promise<Record<string, unknown>>> = {
+  engine: benchEngine,
+};
+const names = which.length ? which : Object.keys(all);
+for (const n of names) {
+  const f = all[n];
+  if (!f) {
+    process.stderr.write(`unknown benchmark '${n}'; choose from ${Object.keys(all).join(', ')}\n`);
+    process.exit(2);
+  }
+  process.stdout.write(JSON.stringify(await f(threads)) + '\n');
+}
