@@ -1,0 +1,368 @@
+/**
+ * Hugging Face checkpoint folders: `config.json` plus either `model.safetensors` or shards listed by
+ * `model.safetensors.index.json` (`weight_map`: tensor name → shard file). Loading reads each tensor into
+ * its own Float32Array; saving writes the same layout transformers writes (config.json, model.safetensors
+ * or `model-0000i-of-0000n.safetensors` + index), so a saved folder loads with `from_pretrained`.
+ */
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { isAbsolute, join, normalize, relative } from 'node:path';
+import { LmtuneError } from '../util/errors.ts';
+import { atomicWrite, readJson, stableStringify } from '../util/fsx.ts';
+import {
+  checkTensors,
+  isBufferName,
+  parameterCount,
+  parseModelConfig,
+  reconcileWithTensors,
+  type ModelConfig,
+  type ModelFamily,
+} from './config.ts';
+import {
+  readSafetensors,
+  readSafetensorsHeader,
+  tensorBytes,
+  writeSafetensors,
+  type LoadedTensor,
+  type SafetensorsHeader,
+  type TensorToWrite,
+  type WritableDtype,
+} from './safetensors.ts';
+import { loadTokenizer, type TokenizerFacts } from './tokenizer.ts';
+
+export const SINGLE_FILE = 'model.safetensors';
+export const INDEX_FILE = 'model.safetensors.index.json';
+const SHARD_RE = /^model-\d{5}-of-\d{5}\.safetensors$/;
+
+export type CheckpointTensor = LoadedTensor;
+
+export interface CheckpointLayout {
+  kind: 'single' | 'sharded';
+  /** weight files in load order (absolute paths) */
+  files: string[];
+  /** the index file when sharded */
+  index: string | null;
+  /** tensor name → shard path, from the index */
+  weightMap: Map<string, string> | null;
+}
+
+const CONVERT_HINT =
+  'convert it to safetensors with transformers: AutoModelForCausalLM.from_pretrained(dir).save_pretrained(out, safe_serialization=True) (AutoModelForMaskedLM for RoBERTa)';
+
+/** Finds the weight files of a folder, as transformers does: model.safetensors first, then the index. */
+export function findCheckpointFiles(dir: string): CheckpointLayout {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new LmtuneError('CHECKPOINT', `${dir}: not a folder`);
+  const single = join(dir, SINGLE_FILE);
+  if (existsSync(single)) return { kind: 'single', files: [single], index: null, weightMap: null };
+  const indexPath = join(dir, INDEX_FILE);
+  if (existsSync(indexPath)) return readIndex(dir, indexPath);
+  const present = new Set(readdirSync(dir));
+  const other = ['pytorch_model.bin', 'pytorch_model.bin.index.json', 'tf_model.h5', 'flax_model.msgpack'].find((f) => present.has(f));
+  if (other) {
+    throw new LmtuneError('UNSUPPORTED', `${dir}: the weights are in ${other}, which lmtune does not read (only safetensors)`, CONVERT_HINT);
+  }
+  throw new LmtuneError('CHECKPOINT', `${dir}: no ${SINGLE_FILE} or ${INDEX_FILE} in this folder`, 'point lmtune at a Hugging Face model folder');
+}
+
+function readIndex(dir: string, indexPath: string): CheckpointLayout {
+  let raw: unknown;
+  try {
+    raw = readJson(indexPath, 'safetensors index');
+  } catch (e) {
+    throw new LmtuneError('CHECKPOINT', (e as Error).message);
+  }
+  const wm = raw && typeof raw === 'object' ? (raw as Record<string, unknown>).weight_map : undefined;
+  if (!wm || typeof wm !== 'object' || Array.isArray(wm)) throw new LmtuneError('CHECKPOINT', `${indexPath}: no "weight_map" object`);
+  const weightMap = new Map<string, string>();
+  const files: string[] = [];
+  for (const [name, file] of Object.entries(wm as Record<string, unknown>)) {
+    if (typeof file !== 'string' || file === '' || isAbsolute(file) || normalize(file).startsWith('..')) {
+      throw new LmtuneError('CHECKPOINT', `${indexPath}: weight_map['${name}'] is ${JSON.stringify(file)}, expected a file name inside the folder`);
+    }
+    const path = join(dir, file);
+    if (!files.includes(path)) {
+      if (!existsSync(path)) {
+        throw new LmtuneError('CHECKPOINT', `${indexPath}: weight_map puts tensor '${name}' in ${file}, which does not exist in ${dir}`, 'the download is incomplete: fetch every shard the index lists');
+      }
+      files.push(path);
+    }
+    weightMap.set(name, path);
+  }
+  if (files.length === 0) throw new LmtuneError('CHECKPOINT', `${indexPath}: weight_map is empty`);
+  files.sort(); // shard names sort in shard order
+  return { kind: 'sharded', files, index: indexPath, weightMap };
+}
+
+/** The parsed config.json of a folder, untouched. */
+export function readConfigJson(dir: string): Record<string, unknown> {
+  const path = join(dir, 'config.json');
+  if (!existsSync(path)) throw new LmtuneError('CHECKPOINT', `${dir}: no config.json in this folder`, 'point lmtune at a Hugging Face model folder');
+  let raw: unknown;
+  try {
+    raw = readJson(path, 'config.json');
+  } catch (e) {
+    throw new LmtuneError('CHECKPOINT', (e as Error).message);
+  }
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new LmtuneError('CHECKPOINT', `${path}: not a JSON object`);
+  return raw as Record<string, unknown>;
+}
+
+/** Checks that every tensor the index names is in the shard it names, and no tensor is in two shards. */
+function crossCheckShards(layout: CheckpointLayout, headers: readonly SafetensorsHeader[]): void {
+  const owner = new Map<string, string>();
+  for (const h of headers) {
+    for (const name of h.tensors.keys()) {
+      const prev = owner.get(name);
+      if (prev) throw new LmtuneError('CHECKPOINT', `tensor '${name}' is stored twice: in ${prev} and in ${h.path}`);
+      owner.set(name, h.path);
+    }
+  }
+  if (!layout.weightMap) return;
+  for (const [name, file] of layout.weightMap) {
+    if (owner.get(name) !== file) {
+      const where = owner.has(name) ? `it is in ${owner.get(name)}` : 'no shard holds it';
+      throw new LmtuneError('CHECKPOINT', `${layout.index}: weight_map puts tensor '${name}' in ${file}, but ${where}`);
+    }
+  }
+}
+
+/** Headers of every weight file (cheap: no tensor data is read). */
+export function readCheckpointHeaders(dir: string): { layout: CheckpointLayout; headers: SafetensorsHeader[] } {
+  const layout = findCheckpointFiles(dir);
+  const headers = layout.files.map((f) => readSafetensorsHeader(f));
+  crossCheckShards(layout, headers);
+  return { layout, headers };
+}
+
+/**
+ * Loads config.json and every tensor of a folder (converted to f32; `dtype` says what was stored), in
+ * file order. Errors name the folder, file and tensor.
+ */
+export async function loadCheckpointTensors(dir: string): Promise<{ config: Record<string, unknown>; tensors: Map<string, CheckpointTensor> }> {
+  const config = readConfigJson(dir);
+  const { headers } = readCheckpointHeaders(dir);
+  const tensors = new Map<string, CheckpointTensor>();
+  for (const h of headers) {
+    for (const [name, t] of readSafetensors(h.path).tensors) tensors.set(name, t);
+  }
+  return { config, tensors };
+}
+
+export interface SaveOptions {
+  /** shard when the tensors' bytes exceed this (transformers' default is 5 GB); default: never shard */
+  maxShardBytes?: number;
+  /** storage dtype: 'F32' (default), 'F16', 'BF16', or 'keep' (each tensor's `dtype` when writable, else F32) */
+  dtype?: WritableDtype | 'keep';
+}
+
+export interface SavedCheckpoint {
+  files: string[];
+  totalTensorBytes: number;
+}
+
+const TORCH_DTYPE: Readonly<Record<WritableDtype, string>> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
+
+function storageDtype(t: { dtype?: string }, opt: SaveOptions['dtype']): WritableDtype {
+  if (opt === undefined || opt === 'F32') return 'F32';
+  if (opt !== 'keep') return opt;
+  return t.dtype === 'F16' || t.dtype === 'BF16' ? t.dtype : 'F32';
+}
+
+/**
+ * Writes config.json (keys sorted) and the tensors (in the given order) as model.safetensors, or as
+ * shards + model.safetensors.index.json when they exceed `maxShardBytes`. A weight file of the other
+ * layout left by an earlier save is removed, so the folder is never ambiguous. Deterministic: the same
+ * input gives the same bytes, and save → load → save reproduces every file.
+ */
+export function saveCheckpoint(
+  dir: string,
+  config: Record<string, unknown>,
+  tensors: ReadonlyMap<string, { shape: readonly number[]; data: Float32Array; dtype?: string }>,
+  opts: SaveOptions = {},
+): SavedCheckpoint {
+  const entries: [string, TensorToWrite][] = [...tensors].map(([name, t]) => [name, { shape: t.shape, data: t.data, dtype: storageDtype(t, opts.dtype) }]);
+  if (entries.length === 0) throw new LmtuneError('CHECKPOINT', `${dir}: refusing to save a checkpoint with no tensors`);
+  const sizes = entries.map(([, t]) => tensorBytes(t.shape, t.dtype ?? 'F32'));
+  const total = sizes.reduce((a, b) => a + b, 0);
+
+  const max = opts.maxShardBytes;
+  if (max !== undefined && !(Number.isSafeInteger(max) && max > 0)) throw new LmtuneError('CONFIG', `maxShardBytes must be a positive integer, got ${max}`);
+  const shards: [string, TensorToWrite][][] = [];
+  if (max === undefined || total <= max) {
+    shards.push(entries);
+  } else {
+    let cur: [string, TensorToWrite][] = [];
+    let curBytes = 0;
+    entries.forEach((e, i) => {
+      // a tensor larger than the limit gets a shard of its own, as in transformers
+      if (cur.length > 0 && curBytes + sizes[i] > max) {
+        shards.push(cur);
+        cur = [];
+        curBytes = 0;
+      }
+      cur.push(e);
+      curBytes += sizes[i];
+    });
+    shards.push(cur);
+  }
+
+  const written: string[] = [];
+  const metadata = { format: 'pt' };
+  if (shards.length === 1) {
+    const path = join(dir, SINGLE_FILE);
+    writeSafetensors(path, shards[0], metadata);
+    written.push(path);
+    removeStale(dir, new Set([SINGLE_FILE]));
+  } else {
+    const n = shards.length;
+    const weightMap: Record<string, string> = {};
+    const keep = new Set<string>([INDEX_FILE]);
+    shards.forEach((shard, i) => {
+      const file = `model-${String(i + 1).padStart(5, '0')}-of-${String(n).padStart(5, '0')}.safetensors`;
+      writeSafetensors(join(dir, file), shard, metadata);
+      for (const [name] of shard) weightMap[name] = file;
+      written.push(join(dir, file));
+      keep.add(file);
+    });
+    atomicWrite(join(dir, INDEX_FILE), stableStringify({ metadata: { total_size: total }, weight_map: weightMap }));
+    written.push(join(dir, INDEX_FILE));
+    removeStale(dir, keep);
+  }
+
+  // config.json last, so a folder whose weights failed to write keeps its old, matching config; it
+  // states the storage dtype, as save_pretrained does
+  const dtypes = new Set(entries.map(([, t]) => t.dtype ?? 'F32'));
+  const cfg: Record<string, unknown> = { ...config };
+  if (dtypes.size === 1) {
+    const td = TORCH_DTYPE[[...dtypes][0] as WritableDtype];
+    if ('dtype' in cfg) cfg.dtype = td;
+    else cfg.torch_dtype = td;
+  }
+  atomicWrite(join(dir, 'config.json'), stableStringify(cfg));
+  return { files: [join(dir, 'config.json'), ...written], totalTensorBytes: total };
+}
+
+/** Removes weight files of an earlier save that the new one did not write. */
+function removeStale(dir: string, keep: ReadonlySet<string>): void {
+  for (const f of readdirSync(dir)) {
+    if (keep.has(f)) continue;
+    if (f === SINGLE_FILE || f === INDEX_FILE || SHARD_RE.test(f)) rmSync(join(dir, f), { force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// What `lmtune info` reports
+
+export interface CheckpointInfo {
+  dir: string;
+  family: ModelFamily;
+  modelType: string;
+  architectures: string[];
+  layout: 'single' | 'sharded';
+  files: { name: string; bytes: number }[];
+  tensorCount: number;
+  /** elements of all stored parameter tensors (buffers such as causal masks excluded; a tied head once) */
+  parameters: number;
+  /** the same, computed from config.json (after the weights settle the MLP width) */
+  expectedParameters: number;
+  /** stored elements per dtype */
+  dtypes: Record<string, number>;
+  config: Record<string, string | number | boolean | null>;
+  /** 'ok', or the problem checkTensors found */
+  tensorCheck: string;
+  notes: string[];
+  tokenizer: TokenizerFacts | { error: string };
+}
+
+function highlights(c: ModelConfig): Record<string, string | number | boolean | null> {
+  const base: Record<string, string | number | boolean | null> = {
+    vocabSize: c.vocabSize,
+    hiddenSize: c.hiddenSize,
+    numLayers: c.numLayers,
+    numHeads: c.numHeads,
+    headDim: c.headDim,
+    intermediateSize: c.intermediateSize,
+    maxPositions: c.maxPositions,
+    tieWordEmbeddings: c.tieWordEmbeddings,
+    bosTokenId: c.bosTokenId,
+    eosTokenId: c.eosTokenId,
+    padTokenId: c.padTokenId,
+  };
+  switch (c.family) {
+    case 'gpt2':
+      return { ...base, activation: c.activation, layerNormEps: c.layerNormEps };
+    case 'opt':
+      return { ...base, activation: c.activation, doLayerNormBefore: c.doLayerNormBefore, wordEmbedProjDim: c.wordEmbedProjDim, enableBias: c.enableBias };
+    case 'llama':
+      return {
+        ...base,
+        numKvHeads: c.numKvHeads,
+        activation: c.activation,
+        rmsNormEps: c.rmsNormEps,
+        ropeTheta: c.ropeTheta,
+        ropeScaling: c.ropeScaling ? `linear ×${c.ropeScaling.factor}` : null,
+        qkvBias: c.qkvBias,
+        slidingWindow: c.slidingWindow,
+      };
+    case 'gpt_neox':
+      return { ...base, activation: c.activation, rotaryDim: c.rotaryDim, ropeTheta: c.ropeTheta, useParallelResidual: c.useParallelResidual, layerNormEps: c.layerNormEps };
+    case 'roberta':
+      return { ...base, activation: c.activation, positionOffset: c.positionOffset, typeVocabSize: c.typeVocabSize, layerNormEps: c.layerNormEps };
+  }
+}
+
+/** Facts about a checkpoint folder, read from config.json, the safetensors headers (no tensor data) and the tokenizer. */
+export async function describeCheckpoint(dir: string): Promise<CheckpointInfo> {
+  const raw = readConfigJson(dir);
+  const parsed = parseModelConfig(raw, join(dir, 'config.json'));
+  const { layout, headers } = readCheckpointHeaders(dir);
+  const shapes = new Map<string, { shape: number[]; dtype: string }>();
+  for (const h of headers) for (const [name, t] of h.tensors) shapes.set(name, { shape: t.shape, dtype: t.dtype });
+  const { config, notes } = reconcileWithTensors(parsed, shapes);
+
+  let parameters = 0;
+  const dtypes: Record<string, number> = {};
+  for (const [name, t] of shapes) {
+    const n = t.shape.reduce((p, d) => p * d, 1);
+    dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + n;
+    if (!isBufferName(name)) parameters += n;
+  }
+  let tensorCheck = 'ok';
+  try {
+    const check = checkTensors(config, shapes, layout.index ?? layout.files[0]);
+    if (check.tiedHeadAbsent) notes.push('LM head tied to the token embedding (no head tensor stored)');
+    if (check.buffers.length) notes.push(`${check.buffers.length} buffer tensor(s) ignored (e.g. ${check.buffers[0]})`);
+    if (check.unexpected.length) notes.push(`${check.unexpected.length} tensor(s) the config does not use (e.g. ${check.unexpected[0]})`);
+  } catch (e) {
+    if (!(e instanceof LmtuneError)) throw e;
+    tensorCheck = e.message;
+  }
+  let tokenizer: CheckpointInfo['tokenizer'];
+  try {
+    tokenizer = (await loadTokenizer(dir, config.family)).facts();
+    // hf-internal-testing models say bos/eos 98 while their tokenizer's <|endoftext|> is 0: report, don't "fix"
+    for (const [what, cfgId, tok] of [['bos', config.bosTokenId, tokenizer.bos], ['eos', config.eosTokenId, tokenizer.eos]] as const) {
+      if (cfgId !== null && tok !== null && cfgId !== tok.id) {
+        notes.push(`config.json ${what}_token_id ${cfgId} differs from the tokenizer's ${tok.token} (${tok.id}); encoding uses the tokenizer's`);
+      }
+    }
+  } catch (e) {
+    if (!(e instanceof LmtuneError)) throw e;
+    tokenizer = { error: e.message };
+  }
+  return {
+    dir,
+    family: config.family,
+    modelType: config.modelType,
+    architectures: config.architectures,
+    layout: layout.kind,
+    files: [...layout.files, ...(layout.index ? [layout.index] : [])].map((f) => ({ name: relative(dir, f), bytes: statSync(f).size })),
+    tensorCount: shapes.size,
+    parameters,
+    expectedParameters: parameterCount(config),
+    dtypes,
+    config: highlights(config),
+    tensorCheck,
+    notes,
+    tokenizer,
+  };
+}
