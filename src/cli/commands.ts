@@ -1,6 +1,13 @@
 /** The list of subcommands. Each module exports `register(program)`. */
 import type { Command } from 'commander';
+import { register as info } from './info.ts';
+import { register as evalCmd } from './eval.ts';
+import { register as train } from './train.ts';
+import { register as scale } from './scale.ts';
 
-export function registerAll(_program: Command): void {
-  // subcommands are added here as their modules land
+export function registerAll(program: Command): void {
+  info(program);
+  evalCmd(program);
+  train(program);
+  scale(program);
 }

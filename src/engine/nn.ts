@@ -9,7 +9,7 @@ export function layerNorm(x: Value, weight: Value, bias: Value, eps: number): Va
   return x.graph.apply('layer_norm', [x, weight, bias], { eps })[0]!;
 }
 
-/** x / sqrt(mean(x²) + eps) · weight, over the last axis (Llama's RMSNorm, computed in f32) */
+/** x / sqrt(mean(x²) + eps) · weight, over the last axis (Llama's RMSNorm) */
 export function rmsNorm(x: Value, weight: Value, eps: number): Value {
   return x.mul(x.square().mean(-1, true).add(eps).rsqrt()).mul(weight);
 }

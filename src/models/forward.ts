@@ -144,6 +144,8 @@ export interface Architecture {
   readonly causal: boolean;
   /** position id rule: the table index for a token at real position p (or null: no learned positions) */
   positionIndex(p: number, cfg: ModelConfig): number;
+  /** HF name of layer i's attention module (prefix-tuning slots live there) */
+  attentionModule(i: number): string;
   /** rotary: dims and base, or null */
   rotary(cfg: ModelConfig): { dim: number; theta: number; scale: number } | null;
 }

@@ -336,6 +336,31 @@ export class TransformerModel {
     return { logits: toFloat64(out.logits!), hidden: toFloat64(out.hidden!), batch: B, seq: T };
   }
 
+  /** per-layer attention keys and values [Hkv, T, D] of the base model (no adapters) on one sequence */
+  async keyValues(ids: readonly number[]): Promise<{ k: Float64Array; v: Float64Array }[]> {
+    const T = ids.length;
+    const g = new Graph('kv');
+    const inputs = this.forwardInputs(g, 1, T);
+    // no adapters: prefix slots are initialized from the frozen model
+    const S = T;
+    const bias = g.input('kv_bias', [1, 1, T, S], 'f32');
+    const ctx = new ForwardContext(g, this.cfg, this.weights, null, null, { ...inputs, bias });
+    ctx.captureKv = true;
+    this.arch.body(ctx);
+    const outputs: Record<string, Value> = {};
+    ctx.capturedKv.forEach((kv, l) => {
+      outputs[`k${l}`] = kv.k;
+      outputs[`v${l}`] = kv.v;
+    });
+    const built = await this.finish(g, ctx, outputs);
+    const batch = packBatch([[...ids]], { side: 'right', padId: this.padId(), seq: T });
+    const feeds = this.baseFeeds(built, batch, 1);
+    delete feeds.bias;
+    feeds.kv_bias = attentionBias(batch, this.arch.causal, 0);
+    const out = await built.exe.run(feeds);
+    return ctx.capturedKv.map((_, l) => ({ k: toFloat64(out[`k${l}`]!), v: toFloat64(out[`v${l}`]!) }));
+  }
+
   // ------------------------------------------------------------------ scoring API (tasks)
 
   /** per-token log-probs of each continuation given its prompt (causal LMs) */

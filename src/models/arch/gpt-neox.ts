@@ -10,6 +10,7 @@ import { activation, type Architecture, type ForwardContext } from '../forward.t
 export const gptNeox: Architecture = {
   causal: true,
   positionIndex: (p) => p,
+  attentionModule: (i) => `gpt_neox.layers.${i}.attention`,
   rotary(cfg: ModelConfig) {
     const c = cfg as GptNeoxConfig;
     return { dim: c.rotaryDim, theta: c.ropeTheta, scale: c.ropeScaling?.factor ?? 1 };

@@ -9,6 +9,7 @@ import { activation, type Architecture, type ForwardContext } from '../forward.t
 export const gpt2: Architecture = {
   causal: true,
   positionIndex: (p) => p,
+  attentionModule: (i) => `transformer.h.${i}.attn`,
   rotary: () => null,
 
   body(ctx: ForwardContext): Value {

@@ -9,6 +9,7 @@ import { activation, type Architecture, type ForwardContext } from '../forward.t
 export const llama: Architecture = {
   causal: true,
   positionIndex: (p) => p,
+  attentionModule: (i) => `model.layers.${i}.self_attn`,
   rotary(cfg: ModelConfig) {
     const c = cfg as LlamaConfig;
     return { dim: c.headDim, theta: c.ropeTheta, scale: c.ropeScaling?.factor ?? 1 };

@@ -20,6 +20,7 @@ function ln(ctx: ForwardContext, x: Value, name: string): Value {
 export const opt: Architecture = {
   causal: true,
   positionIndex: (p) => p + 2,
+  attentionModule: (i) => `model.decoder.layers.${i}.self_attn`,
   rotary: () => null,
 
   body(ctx: ForwardContext): Value {

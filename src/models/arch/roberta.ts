@@ -10,6 +10,7 @@ import { activation, type Architecture, type ForwardContext } from '../forward.t
 export const roberta: Architecture = {
   causal: false,
   positionIndex: (p, cfg) => p + (cfg as RobertaConfig).positionOffset,
+  attentionModule: (i) => `roberta.encoder.layer.${i}.attention`,
   rotary: () => null,
 
   body(ctx: ForwardContext): Value {

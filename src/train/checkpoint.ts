@@ -1,0 +1,58 @@
+/**
+ * Run checkpoints: trainable tensors and optimizer state (keyed by parameter name) as safetensors, plus
+ * a JSON state (step, data order, best metric). A checkpoint is written into a temporary folder and
+ * swapped in by renames, so a kill at any moment leaves either the old or the new checkpoint whole.
+ * Files carry no timestamps: identical runs write identical bytes.
+ */
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { LmtuneError } from '../util/errors.ts';
+import { atomicWrite, readJson, stableStringify } from '../util/fsx.ts';
+import { readSafetensors, writeSafetensors } from '../models/safetensors.ts';
+import { faultPoint } from '../util/fault.ts';
+
+export interface RunState {
+  step: number;
+  data: { epoch: number; cursor: number };
+  best: { value: number; step: number } | null;
+  optimizerScalars: Record<string, number>;
+  /** extra state of the stepper (e.g. MeZO seed stream position) */
+  extra: Record<string, number>;
+}
+
+export interface CheckpointContent {
+  state: RunState;
+  trainable: Map<string, { shape: readonly number[]; data: Float32Array }>;
+  optimizer: Map<string, Float32Array>;
+}
+
+export function writeCheckpoint(dir: string, c: CheckpointContent): void {
+  const tmp = `${dir}.tmp`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  writeSafetensors(join(tmp, 'trainable.safetensors'), c.trainable);
+  faultPoint(`checkpoint:${c.state.step}:partial`);
+  const opt = new Map([...c.optimizer].map(([k, v]) => [k, { shape: [v.length], data: v }] as const));
+  if (opt.size) writeSafetensors(join(tmp, 'optimizer.safetensors'), opt);
+  atomicWrite(join(tmp, 'state.json'), stableStringify(c.state));
+  const old = `${dir}.old`;
+  rmSync(old, { recursive: true, force: true });
+  if (existsSync(dir)) renameSync(dir, old);
+  faultPoint(`checkpoint:${c.state.step}:swapping`);
+  renameSync(tmp, dir);
+  rmSync(old, { recursive: true, force: true });
+}
+
+/** the newest complete checkpoint at `dir` (falls back to `dir.old` when killed mid-swap), or null */
+export function readCheckpoint(dir: string): CheckpointContent | null {
+  const candidates = [dir, `${dir}.old`].filter((d) => existsSync(join(d, 'state.json')));
+  if (!candidates.length) return null;
+  const d = candidates[0]!;
+  const state = readJson<RunState>(join(d, 'state.json'), 'checkpoint state');
+  if (typeof state.step !== 'number') throw new LmtuneError('CHECKPOINT', `${d}/state.json: no step`);
+  const trainable = new Map<string, { shape: readonly number[]; data: Float32Array }>();
+  for (const [k, t] of readSafetensors(join(d, 'trainable.safetensors')).tensors) trainable.set(k, { shape: t.shape, data: t.data });
+  const optimizer = new Map<string, Float32Array>();
+  if (existsSync(join(d, 'optimizer.safetensors'))) for (const [k, t] of readSafetensors(join(d, 'optimizer.safetensors')).tensors) optimizer.set(k, t.data);
+  return { state, trainable, optimizer };
+}

@@ -1,0 +1,320 @@
+/**
+ * The fine-tuning loop shared by first-order training and MeZO:
+ *
+ *   for step in [start, maxSteps):
+ *     lr   = schedule(step)
+ *     batch = next examples of the seeded epoch permutation        (data order is checkpointed)
+ *     loss = stepper.step(batch, lr)                               (backprop + optimizer, or MeZO)
+ *     log one JSONL line; every evalEvery steps evaluate dev and keep the best checkpoint;
+ *     every saveEvery steps write a checkpoint (atomic swap)
+ *
+ * A run folder holds config.json (everything needed to resume), log.jsonl, eval.jsonl, checkpoint/,
+ * best/, final/ and a summary. `resume` reloads the checkpoint, truncates the logs to its step and
+ * continues; the final weights equal an uninterrupted run's bit for bit.
+ */
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { LmtuneError } from '../util/errors.ts';
+import { atomicWrite, readJson, stableStringify } from '../util/fsx.ts';
+import { Rng } from '../util/rng.ts';
+import { faultPoint } from '../util/fault.ts';
+import { asLanguageModel, copyTokenizerFiles, loadTransformer, saveAdapters, type TransformerModel } from '../models/index.ts';
+import { attachPeft } from '../peft/index.ts';
+import { evaluate, loadExamples, mezoSplit, resolveTask, type EvalResult, type Example, type Task } from '../tasks/index.ts';
+import { lrAt, type Schedule } from '../optim/schedule.ts';
+import { buildLossRequest, defaultObjective, encodeExample, type Encoded, type ObjectiveMode } from './batches.ts';
+import { readCheckpoint, writeCheckpoint, type RunState } from './checkpoint.ts';
+import type { TrainConfig } from './options.ts';
+import { makeStepper, type Stepper } from './stepper.ts';
+import { writeRunReport } from './report.ts';
+import type { LossRequest } from '../models/model.ts';
+
+export interface StepEvent {
+  step: number;
+  maxSteps: number;
+  loss: number;
+  lr: number;
+  stepsPerSecond: number;
+  etaSeconds: number;
+}
+
+export interface EvalEvent {
+  step: number;
+  metric: string;
+  value: number;
+  devLoss: number;
+  best: boolean;
+}
+
+export interface TrainHooks {
+  onStep?: (e: StepEvent) => void;
+  onEval?: (e: EvalEvent) => void;
+  onMessage?: (m: string) => void;
+  /** test hook: called after each step's log line is written (kill tests stop the process here) */
+  afterStep?: (step: number) => void;
+}
+
+export interface TrainSummary {
+  runDir: string;
+  steps: number;
+  finalLoss: number;
+  initialEval: EvalEvent | null;
+  finalEval: EvalEvent | null;
+  best: { value: number; step: number } | null;
+  finalDir: string;
+  seconds: number;
+}
+
+interface Prepared {
+  model: TransformerModel;
+  task: Task;
+  train: Example[];
+  dev: Example[];
+  mode: ObjectiveMode;
+}
+
+async function prepare(cfg: TrainConfig): Promise<Prepared> {
+  const model = await loadTransformer(cfg.model, { ...(cfg.threads ? { threads: cfg.threads } : {}), sharedWeights: false });
+  const task = resolveTask(cfg.task);
+  const pool = loadExamples(task, cfg.data);
+  let train: Example[];
+  let dev: Example[];
+  if (cfg.dev) {
+    train = cfg.numTrain ? pool.slice(0, cfg.numTrain) : pool;
+    dev = loadExamples(task, cfg.dev);
+  } else {
+    const split = mezoSplit(pool, { numTrain: cfg.numTrain ?? Math.max(1, pool.length - cfg.numDev), numDev: cfg.numDev, seed: cfg.seed });
+    train = split.train;
+    dev = split.dev;
+  }
+  dev = dev.slice(0, cfg.devLimit);
+  await attachPeft(model, cfg.peft, cfg.seed);
+  const mode = cfg.objective === 'auto' ? defaultObjective(task, model) : cfg.objective;
+  return { model, task, train, dev, mode };
+}
+
+function schedule(cfg: TrainConfig): Schedule {
+  const lr = cfg.optimizer.lr;
+  if (cfg.schedule === 'constant') return { kind: 'constant', lr };
+  return { kind: cfg.schedule, lr, warmupSteps: cfg.warmupSteps, totalSteps: cfg.maxSteps };
+}
+
+/** keeps only lines whose `step` is at most `step` (after a resume) */
+function truncateJsonl(path: string, step: number): void {
+  if (!existsSync(path)) return;
+  const keep = readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((l) => {
+      if (!l.trim()) return false;
+      try {
+        return (JSON.parse(l) as { step: number }).step <= step;
+      } catch {
+        return false; // a torn last line from a kill
+      }
+    });
+  atomicWrite(path, keep.length ? keep.join('\n') + '\n' : '');
+}
+
+/** appends JSON lines; a line torn by a kill is dropped by `truncateJsonl` on resume */
+class JsonlWriter {
+  private buffer: string[] = [];
+  constructor(private readonly path: string) {}
+  push(o: unknown): void {
+    this.buffer.push(JSON.stringify(o));
+  }
+  flush(): void {
+    if (!this.buffer.length) return;
+    appendFileSync(this.path, this.buffer.join('\n') + '\n');
+    this.buffer = [];
+  }
+}
+
+export class DataOrder {
+  constructor(
+    readonly n: number,
+    readonly seed: number,
+    public epoch = 0,
+    public cursor = 0,
+  ) {}
+  private perm: number[] | null = null;
+  private permEpoch = -1;
+  next(k: number): number[] {
+    const out: number[] = [];
+    while (out.length < k) {
+      if (this.permEpoch !== this.epoch) {
+        this.perm = new Rng(`data/${this.seed}/${this.epoch}`).permutation(this.n);
+        this.permEpoch = this.epoch;
+      }
+      out.push(this.perm![this.cursor++]!);
+      if (this.cursor >= this.n) {
+        this.epoch++;
+        this.cursor = 0;
+      }
+    }
+    return out;
+  }
+}
+
+export async function evaluateDev(model: TransformerModel, task: Task, dev: readonly Example[], mode: ObjectiveMode, batchSize: number, encodeCache: Map<Example, Encoded>): Promise<{ result: EvalResult; devLoss: number }> {
+  const result = await evaluate(asLanguageModel(model), task, dev, { batchSize: 8 });
+  let total = 0;
+  let n = 0;
+  for (let s = 0; s < dev.length; s += batchSize) {
+    const exs = dev.slice(s, s + batchSize);
+    const req = buildLossRequest(exs.map((e) => encodedOf(e, task, model, encodeCache)), mode, model, batchSize);
+    const r = await model.loss(req);
+    total += r.loss * exs.length;
+    n += exs.length;
+  }
+  return { result, devLoss: total / Math.max(1, n) };
+}
+
+function encodedOf(e: Example, task: Task, model: TransformerModel, cache: Map<Example, Encoded>): Encoded {
+  let enc = cache.get(e);
+  if (!enc) {
+    enc = encodeExample(task, e, model);
+    cache.set(e, enc);
+  }
+  return enc;
+}
+
+function trainableSnapshot(model: TransformerModel): Map<string, { shape: readonly number[]; data: Float32Array }> {
+  const m = new Map<string, { shape: readonly number[]; data: Float32Array }>();
+  for (const n of model.trainableNames()) {
+    const t = model.adapters?.has(n) ? model.adapters.get(n) : model.weights.get(n);
+    m.set(n, t);
+  }
+  return m;
+}
+
+/** writes an HF folder: base weights (+ adapters for PEFT) + tokenizer files */
+export function saveModelFolder(model: TransformerModel, dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  model.save(dir);
+  if (model.peft && model.peft.kind !== 'full' && model.adapters) saveAdapters(dir, model.peft, model.adapters);
+  if (model.dir) copyTokenizerFiles(model.dir, dir);
+}
+
+export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks = {}, resume = false): Promise<TrainSummary> {
+  const t0 = performance.now();
+  mkdirSync(runDir, { recursive: true });
+  const configPath = join(runDir, 'config.json');
+  if (!resume) {
+    if (existsSync(join(runDir, 'checkpoint', 'state.json')) || existsSync(join(runDir, 'checkpoint.old', 'state.json'))) {
+      throw new LmtuneError('CONFIG', `${runDir} already holds a run`, 'continue it with --resume, or choose another --out');
+    }
+    atomicWrite(configPath, stableStringify(cfg));
+  }
+  const { model, task, train: trainSet, dev, mode } = await prepare(cfg);
+  hooks.onMessage?.(`model ${cfg.model}: ${model.cfg.family}, ${model.weights.numParams()} parameters; trainable ${model.trainableNames().reduce((s, n) => s + model.tensor(n).length, 0)} (${cfg.peft.kind}); objective ${mode}; ${trainSet.length} train / ${dev.length} dev examples`);
+  const encodeCache = new Map<Example, Encoded>();
+  const stepper: Stepper = makeStepper(cfg, model, runDir);
+  const order = new DataOrder(trainSet.length, cfg.seed);
+  let state: RunState = { step: 0, data: { epoch: 0, cursor: 0 }, best: null, optimizerScalars: {}, extra: {} };
+
+  if (resume) {
+    const ck = readCheckpoint(join(runDir, 'checkpoint'));
+    if (ck) {
+      for (const [n, t] of ck.trainable) {
+        const dst = model.tensor(n);
+        if (dst.length !== t.data.length) throw new LmtuneError('CHECKPOINT', `${runDir}/checkpoint: tensor '${n}' has ${t.data.length} values, the model has ${dst.length}`);
+        dst.set(t.data);
+      }
+      stepper.loadState(ck.optimizer, ck.state.optimizerScalars, ck.state.extra);
+      state = ck.state;
+      order.epoch = state.data.epoch;
+      order.cursor = state.data.cursor;
+      hooks.onMessage?.(`resuming ${runDir} at step ${state.step}`);
+    } else {
+      hooks.onMessage?.(`no checkpoint in ${runDir}: starting from step 0`);
+    }
+    for (const f of ['log.jsonl', 'eval.jsonl']) truncateJsonl(join(runDir, f), state.step);
+    stepper.truncate(state.step);
+  } else {
+    for (const f of ['log.jsonl', 'eval.jsonl']) rmSync(join(runDir, f), { force: true });
+  }
+
+  const log = new JsonlWriter(join(runDir, 'log.jsonl'));
+  const evalLog = new JsonlWriter(join(runDir, 'eval.jsonl'));
+  const sched = schedule(cfg);
+  const nextBatch = (): LossRequest => {
+    const idx = order.next(cfg.batchSize);
+    return buildLossRequest(idx.map((i) => encodedOf(trainSet[i]!, task, model, encodeCache)), mode, model, cfg.batchSize);
+  };
+
+  let initialEval: EvalEvent | null = null;
+  let finalEval: EvalEvent | null = null;
+  const runEval = async (step: number): Promise<EvalEvent> => {
+    const { result, devLoss } = await evaluateDev(model, task, dev, mode, cfg.batchSize, encodeCache);
+    const better = state.best === null || result.value > state.best.value;
+    const ev: EvalEvent = { step, metric: result.metric, value: result.value, devLoss, best: better };
+    if (better) {
+      state.best = { value: result.value, step };
+      saveModelFolder(model, join(runDir, 'best'));
+    }
+    evalLog.push(ev);
+    evalLog.flush();
+    hooks.onEval?.(ev);
+    return ev;
+  };
+
+  if (state.step === 0 && cfg.evalEvery > 0) initialEval = await runEval(0);
+  const startStep = state.step;
+  const tStart = performance.now();
+  let lastLoss = Number.NaN;
+  for (let step = state.step; step < cfg.maxSteps; step++) {
+    const lr = lrAt(sched, step);
+    const r = await stepper.step(nextBatch, step, lr);
+    if (!Number.isFinite(r.loss)) {
+      throw new LmtuneError('NUMERIC', `step ${step + 1}: the training loss is ${r.loss}`, `the last good checkpoint is ${join(runDir, 'checkpoint')} (step ${state.step}); lower the learning rate and resume`);
+    }
+    lastLoss = r.loss;
+    const done = step + 1 - startStep;
+    const elapsed = (performance.now() - tStart) / 1000;
+    const sps = done / Math.max(elapsed, 1e-9);
+    log.push({ step: step + 1, loss: r.loss, lr, ...r.extra });
+    state.step = step + 1;
+    state.data = { epoch: order.epoch, cursor: order.cursor };
+    faultPoint(`logged:${step + 1}`);
+    hooks.onStep?.({ step: step + 1, maxSteps: cfg.maxSteps, loss: r.loss, lr, stepsPerSecond: sps, etaSeconds: (cfg.maxSteps - step - 1) / sps });
+    const last = step + 1 === cfg.maxSteps;
+    if (cfg.evalEvery > 0 && ((step + 1) % cfg.evalEvery === 0 || last)) {
+      log.flush();
+      finalEval = await runEval(step + 1);
+    }
+    if ((step + 1) % cfg.saveEvery === 0 || last) {
+      log.flush();
+      stepper.flush();
+      writeCheckpoint(join(runDir, 'checkpoint'), {
+        state: { ...state, optimizerScalars: stepper.stateScalars(), extra: stepper.extraState() },
+        trainable: trainableSnapshot(model),
+        optimizer: stepper.stateTensors(),
+      });
+    }
+    hooks.afterStep?.(step + 1);
+    faultPoint(`step:${step + 1}`);
+  }
+  log.flush();
+  stepper.flush();
+  const finalDir = join(runDir, 'final');
+  saveModelFolder(model, finalDir);
+  const summary: TrainSummary = {
+    runDir,
+    steps: state.step,
+    finalLoss: lastLoss,
+    initialEval,
+    finalEval,
+    best: state.best,
+    finalDir,
+    seconds: (performance.now() - t0) / 1000,
+  };
+  atomicWrite(join(runDir, 'summary.json'), stableStringify({ ...summary, seconds: undefined }));
+  writeRunReport(runDir, cfg);
+  return summary;
+}
+
+export function readRunConfig(runDir: string): TrainConfig {
+  const p = join(runDir, 'config.json');
+  if (!existsSync(p)) throw new LmtuneError('IO', `${runDir}: not a run folder (no config.json)`, 'pass the --out folder of an earlier `lmtune train`');
+  return readJson<TrainConfig>(p, 'run config');
+}

@@ -1,0 +1,232 @@
+/**
+ * One optimization step, three ways:
+ *   first-order  backprop gradients of the trainable parameters (accumulated over micro-batches,
+ *                clipped) fed to SGD / SGDM / RMSprop / Adam / AdamW
+ *   SVAG (ℓ>1)   two independent minibatch gradients combined as c₁g₁ + c₂g₂ with the optimizer's
+ *                hyperparameters translated so the run follows the same SDE (src/scaling/svag.ts)
+ *   MeZO         two forward passes at θ ± εz, z regenerated from a per-step seed, trajectory logged
+ */
+import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { LmtuneError } from '../util/errors.ts';
+import { Rng } from '../util/rng.ts';
+import type { LossRequest, TransformerModel } from '../models/model.ts';
+import type { GradMap, NamedParam, Optimizer } from '../optim/types.ts';
+import { Sgd } from '../optim/sgd.ts';
+import { SgdMomentum } from '../optim/sgd-momentum.ts';
+import { Rmsprop } from '../optim/rmsprop.ts';
+import { Adam } from '../optim/adam.ts';
+import { clipGradNorm, globalGradNorm } from '../optim/clip.ts';
+import { GradAccumulator } from '../optim/accumulate.ts';
+import { decayAllButBiasAndNorm, mezoReferenceDecayFilter } from '../optim/decay.ts';
+import { MezoOptimizer } from '../optim/mezo.ts';
+import { TrajectoryWriter, stepRecord, trajectoryHeader } from '../optim/trajectory.ts';
+import { svagCombine, svagConfig, svagSdeTime } from '../scaling/svag.ts';
+import type { OptimizerConfig } from '../scaling/config.ts';
+import type { OptimizerSpec, TrainConfig } from './options.ts';
+
+export interface StepResult {
+  loss: number;
+  extra: Record<string, number>;
+}
+
+export interface Stepper {
+  step(next: () => LossRequest, step: number, lr: number): Promise<StepResult>;
+  stateTensors(): Map<string, Float32Array>;
+  stateScalars(): Record<string, number>;
+  extraState(): Record<string, number>;
+  loadState(tensors: ReadonlyMap<string, Float32Array>, scalars: Readonly<Record<string, number>>, extra: Readonly<Record<string, number>>): void;
+  /** drop logged steps past `step` (resume) */
+  truncate(step: number): void;
+  flush(): void;
+}
+
+function trainableParams(model: TransformerModel): NamedParam[] {
+  return model.trainableNames().map((name) => ({ name, data: model.tensor(name) }));
+}
+
+/** the scaling module's description of an optimizer spec (for SVAG translation and SDE time) */
+export function scalingConfig(o: OptimizerSpec, batch: number): OptimizerConfig {
+  switch (o.name) {
+    case 'sgd':
+      return { optimizer: 'sgd', lr: o.lr, batch, weightDecay: o.weightDecay };
+    case 'sgdm':
+      return { optimizer: 'sgdm', lr: o.lr, batch, momentum: o.momentum, form: o.momentumForm, nesterov: o.nesterov, weightDecay: o.weightDecay };
+    case 'rmsprop':
+      return { optimizer: 'rmsprop', lr: o.lr, batch, beta2: o.momentum, eps: o.eps, epsPlacement: o.epsMode === 'inside' ? 'insideSqrt' : 'outsideSqrt', weightDecay: o.weightDecay };
+    case 'adam':
+    case 'adamw':
+      return { optimizer: o.name, lr: o.lr, batch, beta1: o.beta1, beta2: o.beta2, eps: o.eps, epsPlacement: o.epsMode === 'inside' ? 'insideSqrt' : 'outsideSqrt', weightDecay: o.weightDecay, wdMode: o.name === 'adamw' ? 'decoupledTimesLr' : 'coupledL2' };
+    case 'mezo':
+      throw new LmtuneError('CONFIG', 'SVAG and SDE scaling do not apply to MeZO');
+  }
+}
+
+/** the optimizer spec after SVAG's translation (lr, β, ε), or unchanged for ℓ = 1 */
+export function svagSpec(o: OptimizerSpec, batch: number, ell: number): OptimizerSpec {
+  if (ell === 1) return o;
+  const t = svagConfig(scalingConfig(o, batch), ell).config as OptimizerConfig & Record<string, number>;
+  return {
+    ...o,
+    lr: t.lr,
+    ...(t.optimizer === 'adam' || t.optimizer === 'adamw' ? { beta1: t.beta1, beta2: t.beta2, eps: t.eps } : {}),
+    ...(t.optimizer === 'rmsprop' ? { momentum: t.beta2, eps: t.eps } : {}),
+    ...(t.optimizer === 'sgdm' ? { momentum: t.momentum } : {}),
+  };
+}
+
+export function makeOptimizer(o: OptimizerSpec): Optimizer {
+  const decayFilter = decayAllButBiasAndNorm;
+  switch (o.name) {
+    case 'sgd':
+      return new Sgd({ weightDecay: o.weightDecay, decayFilter });
+    case 'sgdm':
+      return new SgdMomentum({ beta: o.momentum, form: o.momentumForm, nesterov: o.nesterov, weightDecay: o.weightDecay, decayFilter });
+    case 'rmsprop':
+      return new Rmsprop({ alpha: o.momentum, eps: o.eps, weightDecay: o.weightDecay, decayFilter });
+    case 'adam':
+      return new Adam({ beta1: o.beta1, beta2: o.beta2, eps: o.eps, epsMode: o.epsMode, weightDecay: o.weightDecay, weightDecayMode: 'coupled', decayFilter });
+    case 'adamw':
+      return new Adam({ beta1: o.beta1, beta2: o.beta2, eps: o.eps, epsMode: o.epsMode, weightDecay: o.weightDecay, weightDecayMode: 'decoupled', decayFilter });
+    case 'mezo':
+      throw new LmtuneError('CONFIG', 'mezo is not a first-order optimizer');
+  }
+}
+
+class FirstOrderStepper implements Stepper {
+  private readonly params: NamedParam[];
+  private readonly names: string[];
+  private readonly opt: Optimizer;
+  private readonly acc: GradAccumulator;
+  private readonly spec: OptimizerSpec;
+  private readonly sdeCfg: OptimizerConfig;
+  /** SDE time so far: Σ lr_k (SGD, SGDM) or Σ lr_k² (RMSprop, Adam), so schedules are accounted for */
+  private sdeTime = 0;
+
+  constructor(
+    private readonly cfg: TrainConfig,
+    private readonly model: TransformerModel,
+  ) {
+    this.params = trainableParams(model);
+    this.names = this.params.map((p) => p.name);
+    this.spec = svagSpec(cfg.optimizer, cfg.batchSize, cfg.svag);
+    this.opt = makeOptimizer(this.spec);
+    this.acc = new GradAccumulator(this.params);
+    this.sdeCfg = scalingConfig(this.spec, cfg.batchSize);
+  }
+
+  private async gradient(next: () => LossRequest): Promise<{ loss: number; grads: GradMap }> {
+    const r = await this.model.loss(next(), this.names);
+    return { loss: r.loss, grads: r.grads! };
+  }
+
+  async step(next: () => LossRequest, step: number, lrBase: number): Promise<StepResult> {
+    // the schedule is defined on the user's lr; SVAG rescales it by the translated/original ratio
+    const lr = lrBase * (this.spec.lr / this.cfg.optimizer.lr);
+    let lossSum = 0;
+    for (let m = 0; m < this.cfg.gradAccum; m++) {
+      let loss: number;
+      let grads: GradMap;
+      if (this.cfg.svag > 1) {
+        const a = await this.gradient(next);
+        const b = await this.gradient(next);
+        const combined = new Map<string, Float32Array>();
+        for (const n of this.names) combined.set(n, svagCombine(a.grads.get(n)!, b.grads.get(n)!, this.cfg.svag));
+        loss = (a.loss + b.loss) / 2;
+        grads = combined;
+      } else {
+        ({ loss, grads } = await this.gradient(next));
+      }
+      lossSum += loss;
+      if (!Number.isFinite(loss)) return { loss, extra: {} };
+      this.acc.add(grads);
+    }
+    const grads = this.acc.take();
+    const gradNorm = this.cfg.clipNorm ? clipGradNorm(grads, this.cfg.clipNorm, { errorIfNonfinite: false }) : globalGradNorm(grads);
+    if (!Number.isFinite(gradNorm)) return { loss: Number.NaN, extra: {} };
+    this.opt.step(this.params, grads, lr);
+    void step;
+    this.sdeTime += svagSdeTime({ ...this.sdeCfg, lr }, 1);
+    const extra: Record<string, number> = { grad_norm: gradNorm, sde_time: this.sdeTime };
+    return { loss: lossSum / this.cfg.gradAccum, extra };
+  }
+
+  stateTensors(): Map<string, Float32Array> {
+    return new Map([...this.opt.stateTensors()].map(([k, v]) => [k, Float32Array.from(v)]));
+  }
+  stateScalars(): Record<string, number> {
+    return this.opt.stateScalars();
+  }
+  extraState(): Record<string, number> {
+    return { sde_time: this.sdeTime };
+  }
+  loadState(t: ReadonlyMap<string, Float32Array>, s: Readonly<Record<string, number>>, extra: Readonly<Record<string, number>>): void {
+    if (t.size || Object.keys(s).length) this.opt.loadState(t, s);
+    this.sdeTime = extra.sde_time ?? 0;
+  }
+  truncate(): void {}
+  flush(): void {}
+}
+
+/** the seed of MeZO step `step`: a pure function of (run seed, step), so nothing needs checkpointing */
+export function mezoStepSeed(runSeed: number, step: number): number {
+  return new Rng(`mezo-step/${runSeed}`, step).int(1_000_000_000);
+}
+
+class MezoStepper implements Stepper {
+  private readonly opt: MezoOptimizer;
+  private writer: TrajectoryWriter | null = null;
+  private readonly path: string;
+
+  constructor(
+    private readonly cfg: TrainConfig,
+    private readonly model: TransformerModel,
+    runDir: string,
+  ) {
+    const o = cfg.optimizer;
+    const rule = o.zoRule === 'sgd' ? { kind: 'sgd' as const } : o.zoRule === 'momentum' ? { kind: 'momentum' as const, beta: o.momentum } : { kind: 'adam' as const, beta1: o.beta1, beta2: o.beta2, eps: o.eps };
+    this.opt = new MezoOptimizer(trainableParams(model), {
+      eps: o.zoEps,
+      weightDecay: o.weightDecay,
+      decayFilter: mezoReferenceDecayFilter,
+      distribution: o.zoDistribution,
+      nSpsa: o.zoSamples,
+      rule,
+    });
+    this.path = join(runDir, 'trajectory.jsonl');
+  }
+
+  async step(next: () => LossRequest, step: number, lr: number): Promise<StepResult> {
+    if (!this.writer) this.writer = TrajectoryWriter.create(this.path, trajectoryHeader(this.opt));
+    const req = next(); // one batch for both perturbations (and all n-SPSA samples)
+    const r = await this.opt.step(mezoStepSeed(this.cfg.seed, step), async () => (await this.model.loss(req)).loss, lr);
+    this.writer.append(stepRecord(this.opt, step, r, lr));
+    return { loss: r.lossPlus, extra: { projected_grad: r.projectedGrad, loss_minus: r.lossMinus } };
+  }
+
+  stateTensors(): Map<string, Float32Array> {
+    return new Map([...this.opt.stateTensors()].map(([k, v]) => [k, Float32Array.from(v)]));
+  }
+  stateScalars(): Record<string, number> {
+    return this.opt.stateScalars();
+  }
+  extraState(): Record<string, number> {
+    return {};
+  }
+  loadState(t: ReadonlyMap<string, Float32Array>, s: Readonly<Record<string, number>>): void {
+    if (t.size || Object.keys(s).length) this.opt.loadState(t, s);
+  }
+  truncate(step: number): void {
+    if (existsSync(this.path)) this.writer = TrajectoryWriter.resume(this.path, { keepSteps: step }).writer;
+  }
+  flush(): void {}
+}
+
+export function makeStepper(cfg: TrainConfig, model: TransformerModel, runDir: string): Stepper {
+  if (cfg.optimizer.name === 'mezo') {
+    if (cfg.svag !== 1) throw new LmtuneError('CONFIG', '--svag applies to first-order optimizers, not MeZO');
+    if (cfg.gradAccum !== 1) throw new LmtuneError('CONFIG', 'MeZO takes one batch per step: --grad-accum must be 1 (the reference asserts this too)');
+    return new MezoStepper(cfg, model, runDir);
+  }
+  return new FirstOrderStepper(cfg, model);
+}
