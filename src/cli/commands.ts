@@ -4,10 +4,14 @@ import { register as info } from './info.ts';
 import { register as evalCmd } from './eval.ts';
 import { register as train } from './train.ts';
 import { register as scale } from './scale.ts';
+import { register as pretrain } from './pretrain.ts';
+import { register as mezo } from './mezo.ts';
 
 export function registerAll(program: Command): void {
   info(program);
   evalCmd(program);
   train(program);
   scale(program);
+  pretrain(program);
+  mezo(program);
 }

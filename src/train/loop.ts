@@ -208,6 +208,8 @@ export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks 
   const { model, task, train: trainSet, dev, mode } = await prepare(cfg);
   hooks.onMessage?.(`model ${cfg.model}: ${model.cfg.family}, ${model.weights.numParams()} parameters; trainable ${model.trainableNames().reduce((s, n) => s + model.tensor(n).length, 0)} (${cfg.peft.kind}); objective ${mode}; ${trainSet.length} train / ${dev.length} dev examples`);
   const encodeCache = new Map<Example, Encoded>();
+  // a MeZO run is its initial weights plus the trajectory: keep the initial adapters (the base model is --model)
+  if (!resume && cfg.optimizer.name === 'mezo' && cfg.peft.kind !== 'full') saveModelFolder(model, join(runDir, 'initial'));
   const stepper: Stepper = makeStepper(cfg, model, runDir);
   const order = new DataOrder(trainSet.length, cfg.seed);
   let state: RunState = { step: 0, data: { epoch: 0, cursor: 0 }, best: null, optimizerScalars: {}, extra: {} };

@@ -9,7 +9,6 @@
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { LmtuneError } from '../util/errors.ts';
-import { Rng } from '../util/rng.ts';
 import type { LossRequest, TransformerModel } from '../models/model.ts';
 import type { GradMap, NamedParam, Optimizer } from '../optim/types.ts';
 import { Sgd } from '../optim/sgd.ts';
@@ -20,6 +19,7 @@ import { clipGradNorm, globalGradNorm } from '../optim/clip.ts';
 import { GradAccumulator } from '../optim/accumulate.ts';
 import { decayAllButBiasAndNorm, mezoReferenceDecayFilter } from '../optim/decay.ts';
 import { MezoOptimizer } from '../optim/mezo.ts';
+import { mezoStepSeed } from '../optim/zstream.ts';
 import { TrajectoryWriter, stepRecord, trajectoryHeader } from '../optim/trajectory.ts';
 import { svagCombine, svagConfig, svagSdeTime } from '../scaling/svag.ts';
 import type { OptimizerConfig } from '../scaling/config.ts';
@@ -166,11 +166,6 @@ class FirstOrderStepper implements Stepper {
   }
   truncate(): void {}
   flush(): void {}
-}
-
-/** the seed of MeZO step `step`: a pure function of (run seed, step), so nothing needs checkpointing */
-export function mezoStepSeed(runSeed: number, step: number): number {
-  return new Rng(`mezo-step/${runSeed}`, step).int(1_000_000_000);
 }
 
 class MezoStepper implements Stepper {
