@@ -1,5 +1,6 @@
 /** `npm run bench -- <engine|forward|train|mezo> [--threads N]`: prints one JSON object per benchmark. */
 import { benchEngine } from './engine.ts';
+import { benchForward, benchMezo, benchTrain } from './models.ts';
 
 const args = process.argv.slice(2);
 const which = args.filter((a) => !a.startsWith('--'));
@@ -7,6 +8,9 @@ const tIdx = args.indexOf('--threads');
 const threads = tIdx >= 0 ? Number(args[tIdx + 1]) : 2;
 const all: Record<string, (threads: number) => Promise<Record<string, unknown>>> = {
   engine: benchEngine,
+  forward: benchForward,
+  train: benchTrain,
+  mezo: benchMezo,
 };
 const names = which.length ? which : Object.keys(all);
 for (const n of names) {

@@ -6,6 +6,9 @@ import { register as train } from './train.ts';
 import { register as scale } from './scale.ts';
 import { register as pretrain } from './pretrain.ts';
 import { register as mezo } from './mezo.ts';
+import { register as demo } from './demo.ts';
+import { register as report } from './report.ts';
+import { register as tint } from './tint.ts';
 
 export function registerAll(program: Command): void {
   info(program);
@@ -14,4 +17,7 @@ export function registerAll(program: Command): void {
   scale(program);
   pretrain(program);
   mezo(program);
+  demo(program);
+  report(program);
+  tint(program);
 }

@@ -4,6 +4,7 @@
  * here; every rule lives in src/scaling/.
  */
 import type { Command } from 'commander';
+import { diagnoseModel } from '../scaling/diagnose.ts';
 import { LmtuneError } from '../util/errors.ts';
 import { atomicWrite } from '../util/fsx.ts';
 import {
@@ -319,6 +320,61 @@ const SIMULATE_ONLY: Record<string, string> = {
   out: '--out',
 };
 
+interface DiagnoseFlags {
+  model?: string;
+  task?: string;
+  data?: string;
+  batch?: string;
+  toBatch?: string;
+  k?: string;
+  seed?: string;
+  peft?: string;
+  json?: boolean;
+}
+
+async function runDiagnose(f: DiagnoseFlags): Promise<void> {
+  for (const [k, flag] of [['model', '--model'], ['task', '--task'], ['data', '--data'], ['batch', '--batch'], ['toBatch', '--to-batch']] as const) {
+    if (!f[k]) throw new LmtuneError('CONFIG', `lmtune scale diagnose needs ${flag}`);
+  }
+  const int = (flag: string, v: string): number => {
+    const x = Number(v);
+    if (!Number.isInteger(x) || x < 1) throw new LmtuneError('CONFIG', `${flag} must be a positive integer, got ${v}`);
+    return x;
+  };
+  const peft = f.peft ?? 'full';
+  if (peft !== 'full' && peft !== 'lora') throw new LmtuneError('CONFIG', `--peft must be full or lora, got ${peft}`);
+  const d = await diagnoseModel(
+    {
+      model: f.model!,
+      task: f.task!,
+      data: f.data!,
+      batch: int('--batch', f.batch!),
+      toBatch: int('--to-batch', f.toBatch!),
+      K: int('--k', f.k ?? '8'),
+      seed: Number(f.seed ?? '0'),
+      peft: peft === 'full' ? { kind: 'full' } : { kind: 'lora', rank: 8, alpha: 16, dropout: 0, targets: [] },
+    },
+    (k) => process.stderr.write(`gradient ${k + 1}\r`),
+  );
+  if (f.json) {
+    process.stdout.write(JSON.stringify(d) + '\n');
+    return;
+  }
+  const e = d.estimate;
+  const rows: [string, string][] = [
+    ['trainable parameters', String(d.trainable)],
+    ['minibatch gradients K', `${e.K} at batch ${e.batch}`],
+    ['signal ‖∇L‖² (unbiased)', e.gradNormSq.toPrecision(4)],
+    ['noise tr Σ_B', e.noiseTrace.toPrecision(4)],
+    ['noise-to-signal at B', e.nsr.toPrecision(4)],
+    ['B_noise = B·tr Σ_B / ‖∇L‖²', e.bNoise.toPrecision(4)],
+    ['κ_max (largest batch multiplier in the regime)', `${d.check.kappaMax.toPrecision(4)} (batch ≤ ${Math.floor(d.check.batchMax)})`],
+    [`batch ${e.batch} → ${f.toBatch}`, d.check.withinRegime ? 'inside the SDE regime' : 'OUTSIDE the SDE regime'],
+  ];
+  const w = Math.max(...rows.map(([k]) => k.length));
+  process.stdout.write(rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n') + `\n${d.check.reason}\n`);
+}
+
 function rejectFlags(flags: Record<string, unknown>, names: Record<string, string>, mode: string): void {
   for (const [k, flag] of Object.entries(names)) {
     if (flags[k] !== undefined) throw new LmtuneError('CONFIG', `${flag} does not apply to ${mode}`);
@@ -396,8 +452,14 @@ export function register(program: Command): void {
     .option('--substeps <n>', 'simulate: Euler–Maruyama steps per optimizer step (default 16)')
     .option('--warm-second-moment', 'simulate: start the RMSprop second moment at the noise level instead of 0')
     .option('--out <file>', 'simulate: HTML report to write')
+    .option('--model <dir>', 'diagnose: model folder')
+    .option('--task <name>', 'diagnose: task (built-in name or task file)')
+    .option('--data <file>', 'diagnose: training examples')
+    .option('--k <n>', 'diagnose: minibatch gradients to measure (default 8)')
+    .option('--peft <m>', 'diagnose: which parameters are trained: full or lora (default full)')
     .action((mode: string | undefined, flags: ScaleFlags & SimulateFlags) => {
       if (mode === 'simulate') return runSimulate(flags);
+      if (mode === 'diagnose') return runDiagnose(flags as unknown as DiagnoseFlags);
       if (mode !== undefined) {
         throw new LmtuneError(
           'CONFIG',
