@@ -1,4 +1,3 @@
-/* eslint-env node */
 /* global process, console */
 // Runs every *.test.ts under src/ with Node's built-in test runner (Node 20 has no --test globs).
 import { readdirSync, statSync } from 'node:fs';
