@@ -5,6 +5,7 @@
  * Flags are parsed and checked here; everything else lives in src/tint/.
  */
 import type { Command } from 'commander';
+import { TINT_BACKENDS } from '../tint/engine.ts';
 import { runTintOnText, tintSizeFor, type TintTextRun } from '../tint/hf.ts';
 import type { TintSize } from '../tint/size.ts';
 import { num, oneOf } from './flags.ts';
@@ -26,6 +27,7 @@ interface RunFlags extends CommonFlags {
   gateScale: string;
   maxTokens?: string;
   trainFraction: string;
+  backend: string;
 }
 
 interface SizeFlags extends CommonFlags {
@@ -54,6 +56,7 @@ export function register(program: Command): void {
     .option('--heads <n>', 'TinT softmax heads (default S(S+1))')
     .option('--max-tokens <n>', 'tokens taken from the text (default min(64, positions))')
     .option('--train-fraction <f>', 'leading fraction of the tokens used for the step; the loss is measured on the rest', '0.5')
+    .option('--backend <name>', 'float64 (TypeScript modules), ref (engine, float64 interpreter) or ort (engine, onnxruntime float32)', 'float64')
     .option('--json', 'print one JSON object')
     .action(async (f: RunFlags) => {
       const result = await runTintOnText({
@@ -71,6 +74,7 @@ export function register(program: Command): void {
         },
         ...defined('maxTokens', optInt('--max-tokens', f.maxTokens, 2)),
         trainFraction: num('--train-fraction', f.trainFraction, { min: Number.MIN_VALUE, max: 1 }),
+        backend: oneOf('--backend', f.backend, TINT_BACKENDS),
       });
       process.stdout.write(f.json ? `${JSON.stringify(runJson(result))}\n` : runTable(result));
     });
@@ -107,6 +111,7 @@ function runJson(r: TintTextRun): Record<string, unknown> {
   const s = r.settings;
   return {
     inner: r.inner,
+    backend: r.backend,
     tokens: r.tokens,
     train_tokens: r.trainTokens,
     eval_tokens: r.evalTokens,
@@ -136,7 +141,7 @@ function runTable(r: TintTextRun): string {
   const s = r.settings;
   return [
     `TinT on ${r.inner}: ${r.tokens} tokens (${r.trainTokens} train, loss on ${r.evalTokens}); P=${r.layout.P} S=${r.layout.S} H=${r.layout.H} heads=${r.layout.heads}`,
-    `η=${s.lr} (summed loss)  steps=${s.steps}  n_sim=${s.simulatedLayers}  N=${s.fdScale}  gates=${s.gates}(${s.gateScale})`,
+    `η=${s.lr} (summed loss)  steps=${s.steps}  n_sim=${s.simulatedLayers}  N=${s.fdScale}  gates=${s.gates}(${s.gateScale})  backend=${r.backend}`,
     '',
     `  loss before                  ${f(r.lossBefore)}`,
     `  loss after, TinT             ${f(r.lossAfter)}`,

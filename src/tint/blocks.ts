@@ -23,7 +23,7 @@ import { tokenMemory, withPrefix, withTokenMemory, type TintContext } from './pr
 import { attentionBackwardDescent, attentionForward, buildAttentionBackwardDescent, buildAttentionForward, type AttentionBackwardDescent, type AttentionForward } from './self-attention.ts';
 
 /** Index of each module's token memory in a forward block's record. */
-const MEMORY = { ln1: 0, attention: 1, o: 2, ln2: 3, fc1: (c: number) => 4 + 3 * c, act: (c: number) => 5 + 3 * c, fc2: (c: number) => 6 + 3 * c } as const;
+export const MEMORY = { ln1: 0, attention: 1, o: 2, ln2: 3, fc1: (c: number) => 4 + 3 * c, act: (c: number) => 5 + 3 * c, fc2: (c: number) => 6 + 3 * c } as const;
 
 export interface ForwardBlock {
   readonly ln1: LayerNormForward;

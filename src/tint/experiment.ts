@@ -11,8 +11,9 @@ import { LmtuneError } from '../util/errors.ts';
 import type { TintSettings } from './config.ts';
 import type { InnerModel, InnerSequence } from './inner.ts';
 import { maxAbsDiff, type Mat } from './matrix.ts';
+import { runTintOnEngine, type TintBackend } from './engine.ts';
 import { exactStep, innerLogits, intendedStep, nextTokenLosses } from './oracle.ts';
-import { buildTint, runTint } from './tint.ts';
+import { buildTint, runTint, type Tint, type TintRun } from './tint.ts';
 
 export interface TintExperimentOptions {
   readonly settings: TintSettings;
@@ -61,12 +62,36 @@ export function evalLoss(logits: Mat, seq: InnerSequence): { loss: number; count
   return { loss: use.reduce((s, t) => s + losses[t]!, 0) / use.length, count: use.length };
 }
 
+/** The experiment with the float64 TinT (`runTint`). */
 export function runTintExperiment(inner: InnerModel, tokens: readonly number[], opts: TintExperimentOptions): TintExperimentResult {
-  const s = opts.settings;
-  const seq: InnerSequence = { tokens, trainMask: trainPrefixMask(tokens.length, opts.trainFraction ?? 0.5) };
-  const tint = buildTint(inner, s);
-  const run = runTint(tint, seq);
-  const nSim = tint.settings.simulatedLayers;
+  const seq = experimentSequence(tokens, opts);
+  const tint = buildTint(inner, opts.settings);
+  return reportTintRun(inner, seq, tint, runTint(tint, seq));
+}
+
+/** The experiment with the simulated step run by `backend` (float64 modules, or the engine's ref / ort executor). */
+export async function runTintExperimentOn(
+  backend: TintBackend,
+  inner: InnerModel,
+  tokens: readonly number[],
+  opts: TintExperimentOptions & { readonly threads?: number },
+): Promise<TintExperimentResult> {
+  if (backend === 'float64') return runTintExperiment(inner, tokens, opts);
+  const seq = experimentSequence(tokens, opts);
+  const tint = buildTint(inner, opts.settings);
+  const run = await runTintOnEngine(tint, seq, { backend, ...(opts.threads !== undefined ? { threads: opts.threads } : {}) });
+  return reportTintRun(inner, seq, tint, run);
+}
+
+function experimentSequence(tokens: readonly number[], opts: TintExperimentOptions): InnerSequence {
+  return { tokens, trainMask: trainPrefixMask(tokens.length, opts.trainFraction ?? 0.5) };
+}
+
+/** Losses and logit differences of a TinT run against the oracle's intended step and exact SGD. */
+function reportTintRun(inner: InnerModel, seq: InnerSequence, tint: Tint, run: TintRun): TintExperimentResult {
+  const s = tint.settings;
+  const tokens = seq.tokens;
+  const nSim = s.simulatedLayers;
   const base = innerLogits(inner, seq);
   const oracle = innerLogits(
     intendedStep(inner, seq, {

@@ -10,7 +10,8 @@ import { loadTokenizer } from '../models/tokenizer.ts';
 import { LmtuneError } from '../util/errors.ts';
 import { readJson } from '../util/fsx.ts';
 import { tintLayout, tintSettings, type TintLayout, type TintSettings } from './config.ts';
-import { runTintExperiment, type TintExperimentResult } from './experiment.ts';
+import type { TintBackend } from './engine.ts';
+import { runTintExperimentOn, type TintExperimentResult } from './experiment.ts';
 import { INNER_PRESETS, innerConfigFromHf, innerModelFromHf, type InnerConfig, type InnerModel } from './inner.ts';
 import { tintSize, type TintSize, type TintSizeOptions } from './size.ts';
 
@@ -42,10 +43,13 @@ export interface TintTextRunOptions {
   /** tokens taken from the start of the text (default min(64, the model's positions)) */
   readonly maxTokens?: number;
   readonly trainFraction?: number;
+  /** who runs the simulated step: the float64 modules (default) or the engine's ref / ort executor */
+  readonly backend?: TintBackend;
 }
 
 export interface TintTextRun extends TintExperimentResult {
   readonly inner: string;
+  readonly backend: TintBackend;
   readonly settings: TintSettings & { readonly simulatedLayers: number };
   readonly layout: TintLayout;
 }
@@ -63,9 +67,11 @@ export async function runTintOnText(opts: TintTextRunOptions): Promise<TintTextR
   const bad = tokens.find((t) => t >= inner.config.vocabSize);
   if (bad !== undefined) throw new LmtuneError('TOKENIZER', `${opts.innerDir}: the tokenizer produced id ${bad}, outside the model's vocabulary of ${inner.config.vocabSize}`);
   const settings = tintSettings(opts.settings);
-  const result = runTintExperiment(inner, tokens, { settings, ...(opts.trainFraction !== undefined ? { trainFraction: opts.trainFraction } : {}) });
+  const backend = opts.backend ?? 'float64';
+  const result = await runTintExperimentOn(backend, inner, tokens, { settings, ...(opts.trainFraction !== undefined ? { trainFraction: opts.trainFraction } : {}) });
   return {
     inner: opts.innerDir,
+    backend,
     settings: { ...settings, simulatedLayers: settings.simulatedLayers ?? inner.config.nLayers },
     layout: tintLayout(inner.config, settings),
     ...result,

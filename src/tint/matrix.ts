@@ -2,9 +2,8 @@
  * A small dense float64 matrix type for the TinT construction and its oracle. Row-major Float64Array, no
  * broadcasting, no views: every function returns a fresh matrix unless its name ends in `InPlace`.
  *
- * Why not the engine: the graph IR is being written at the same time. Every TinT module is written as a
- * composition of the few operations below (matmul, structured head maps, row softmax, elementwise maps),
- * so moving the forward onto the engine later means replacing these calls one for one.
+ * Every TinT module is written as a composition of the few operations below (matmul, structured head maps,
+ * row softmax, elementwise maps); `engine-*.ts` replaces these calls one for one with engine graph nodes.
  */
 
 export interface Mat {
