@@ -9,7 +9,7 @@ import { registerAll } from './commands.ts';
 const program = new Command();
 program
   .name('lmtune')
-  .description('Fine-tune language models: MeZO, LESS, eNTK, SDE scaling rules and SVAG, TinT — on a CPU.')
+  .description('Fine-tune language models on a CPU: backprop and MeZO (full, LoRA, prefix), SDE scaling rules and SVAG, TinT.')
   .option('--debug', 'print stack traces for errors')
   .showHelpAfterError();
 registerAll(program);

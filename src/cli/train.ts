@@ -22,7 +22,7 @@ type Flags = Record<string, string | boolean | undefined>;
 
 const FLAG_KEYS = [
   'model', 'task', 'data', 'dev', 'numTrain', 'numDev', 'devLimit', 'optimizer', 'lr', 'weightDecay', 'momentum', 'momentumForm', 'nesterov', 'beta1', 'beta2',
-  'eps', 'epsMode', 'zoEps', 'zoSamples', 'zoDist', 'zoRule', 'schedule', 'warmup', 'maxSteps', 'batchSize', 'gradAccum', 'clip', 'evalEvery', 'saveEvery',
+  'eps', 'epsMode', 'zoEps', 'zoSamples', 'zoDist', 'zoRule', 'zoObjective', 'schedule', 'warmup', 'maxSteps', 'batchSize', 'gradAccum', 'clip', 'evalEvery', 'saveEvery',
   'seed', 'peft', 'loraR', 'loraAlpha', 'loraTargets', 'prefixSlots', 'prefixInit', 'objective', 'svag', 'threads', 'maxLength',
 ];
 
@@ -85,6 +85,7 @@ export function buildTrainConfig(f: Flags): TrainConfig {
       zoSamples: num('--zo-samples', str('zoSamples') ?? '1', { int: true, min: 1 }),
       zoDistribution: oneOf('--zo-dist', str('zoDist') ?? 'gaussian', ['gaussian', 'rademacher'] as const),
       zoRule: oneOf('--zo-rule', str('zoRule') ?? 'sgd', ['sgd', 'momentum', 'adam'] as const),
+      zoObjective: oneOf('--zo-objective', str('zoObjective') ?? 'ce', ['ce', 'accuracy', 'f1'] as const),
     },
     schedule: oneOf('--schedule', str('schedule') ?? (opt === 'mezo' ? 'constant' : 'linear'), ['constant', 'linear', 'cosine'] as const),
     warmupSteps: num('--warmup', str('warmup') ?? '0', { int: true, min: 0, max: maxSteps }),
@@ -143,6 +144,7 @@ export function register(program: Command): void {
     .option('--zo-samples <n>', 'MeZO perturbations per step (n-SPSA)', '1')
     .option('--zo-dist <d>', 'MeZO perturbation distribution: gaussian or rademacher', 'gaussian')
     .option('--zo-rule <r>', 'MeZO update: sgd (inference memory), momentum (+1x trainable params of memory) or adam (+2x)', 'sgd')
+    .option('--zo-objective <o>', 'MeZO objective: ce (cross-entropy), accuracy (−batch accuracy) or f1 (−SQuAD F1 of greedy generations): no gradients needed', 'ce')
     .option('--schedule <s>', 'constant, linear (warmup + decay) or cosine (default: linear; mezo: constant)')
     .option('--warmup <n>', 'warmup steps', '0')
     .option('--max-steps <n>', 'optimizer steps', '100')

@@ -77,3 +77,24 @@ test('continuation log-probs equal log-softmax of full logits (gpt2, llama)', as
     }
   }
 });
+
+test('left padding: each row of a left-padded batch equals the row run alone (gpt2, opt, llama, neox)', async () => {
+  const { packBatch } = await import('./batch.ts');
+  const { padTargets } = await import('./model.ts');
+  for (const family of ['gpt2', 'opt', 'llama', 'gpt_neox'] as const) {
+    const raw = tinyConfig(family);
+    const m = TransformerModel.fromWeights(raw, randomWeights(raw, 9), null, { backend: 'ref' });
+    const rows = [[7, 3, 9, 12, 5], [4, 8]];
+    // next-token NLL of the last token of each row, left padded in one batch vs alone
+    const batch = packBatch(rows, { side: 'left', padId: 0, seq: 8 });
+    const idx = rows.map((r, b) => b * 8 + 6); // position T-2 predicts position T-1 (the last real token)
+    const lab = rows.map((r) => r[r.length - 1]!);
+    const together = (await m.loss({ batch, targets: padTargets(idx, lab, 2), objective: { kind: 'token', weight: new Float32Array(2) } })).outputs.nll!;
+    for (let b = 0; b < rows.length; b++) {
+      const r = rows[b]!;
+      const alone = packBatch([r], { side: 'right', padId: 0, seq: 8 });
+      const nll = (await m.loss({ batch: alone, targets: padTargets([r.length - 2], [lab[b]!], 1), objective: { kind: 'token', weight: new Float32Array(1) } })).outputs.nll!;
+      assert.ok(Math.abs(together[b]! - nll[0]!) < 1e-9, `${family} row ${b}: ${together[b]} vs ${nll[0]}`);
+    }
+  }
+});

@@ -60,7 +60,11 @@ function sequencesToRequest(seqs: readonly CandidateSequence[], model: Transform
  * One optimization batch. `rowsPerExample` fixes the row count for classification (examples × candidates)
  * so every batch of a run has the same row bucket.
  */
-export function buildLossRequest(encs: readonly Encoded[], mode: ObjectiveMode, model: TransformerModel, batchSize: number): LossRequest {
+export function buildLossRequest(encs: readonly Encoded[], mode: ObjectiveMode, model: TransformerModel, batchSize: number): LossRequest & { encodings: readonly Encoded[] } {
+  return { ...buildRequest(encs, mode, model, batchSize), encodings: encs };
+}
+
+function buildRequest(encs: readonly Encoded[], mode: ObjectiveMode, model: TransformerModel, batchSize: number): LossRequest {
   if (encs.length === 0) throw new LmtuneError('DATA', 'empty training batch');
   if (mode === 'mask') {
     const m = encs as MaskedEncoding[];

@@ -25,9 +25,8 @@ import { lrAt, type Schedule } from '../optim/schedule.ts';
 import { buildLossRequest, defaultObjective, encodeExample, type Encoded, type ObjectiveMode } from './batches.ts';
 import { readCheckpoint, writeCheckpoint, type RunState } from './checkpoint.ts';
 import type { TrainConfig } from './options.ts';
-import { makeStepper, type Stepper } from './stepper.ts';
+import { makeStepper, type BatchRequest, type Stepper } from './stepper.ts';
 import { writeRunReport } from './report.ts';
-import type { LossRequest } from '../models/model.ts';
 
 export interface StepEvent {
   step: number;
@@ -239,7 +238,7 @@ export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks 
   const log = new JsonlWriter(join(runDir, 'log.jsonl'));
   const evalLog = new JsonlWriter(join(runDir, 'eval.jsonl'));
   const sched = schedule(cfg);
-  const nextBatch = (): LossRequest => {
+  const nextBatch = (): BatchRequest => {
     const idx = order.next(cfg.batchSize);
     return buildLossRequest(idx.map((i) => encodedOf(trainSet[i]!, task, model, encodeCache)), mode, model, cfg.batchSize);
   };

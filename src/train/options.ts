@@ -22,6 +22,9 @@ export interface OptimizerSpec {
   zoDistribution: 'gaussian' | 'rademacher';
   /** mezo: plain ZO-SGD, or ZO momentum / ZO-Adam (these keep state: more memory) */
   zoRule: 'sgd' | 'momentum' | 'adam';
+  /** mezo: what the two forward passes measure: cross-entropy (default), or a non-differentiable
+   *  metric: −accuracy of the batch's predictions, −SQuAD F1 of greedy generations */
+  zoObjective: 'ce' | 'accuracy' | 'f1';
 }
 
 export interface TrainConfig {

@@ -24,6 +24,11 @@ import { TrajectoryWriter, stepRecord, trajectoryHeader } from '../optim/traject
 import { svagCombine, svagConfig, svagSdeTime } from '../scaling/svag.ts';
 import type { OptimizerConfig } from '../scaling/config.ts';
 import type { OptimizerSpec, TrainConfig } from './options.ts';
+import type { Encoded } from './batches.ts';
+import type { GenerationEncoding } from '../tasks/index.ts';
+import { squadF1 } from '../tasks/metrics.ts';
+
+export type BatchRequest = LossRequest & { encodings?: readonly Encoded[] };
 
 export interface StepResult {
   loss: number;
@@ -31,7 +36,7 @@ export interface StepResult {
 }
 
 export interface Stepper {
-  step(next: () => LossRequest, step: number, lr: number): Promise<StepResult>;
+  step(next: () => BatchRequest, step: number, lr: number): Promise<StepResult>;
   stateTensors(): Map<string, Float32Array>;
   stateScalars(): Record<string, number>;
   extraState(): Record<string, number>;
@@ -115,12 +120,12 @@ class FirstOrderStepper implements Stepper {
     this.sdeCfg = scalingConfig(this.spec, cfg.batchSize);
   }
 
-  private async gradient(next: () => LossRequest): Promise<{ loss: number; grads: GradMap }> {
+  private async gradient(next: () => BatchRequest): Promise<{ loss: number; grads: GradMap }> {
     const r = await this.model.loss(next(), this.names);
     return { loss: r.loss, grads: r.grads! };
   }
 
-  async step(next: () => LossRequest, step: number, lrBase: number): Promise<StepResult> {
+  async step(next: () => BatchRequest, step: number, lrBase: number): Promise<StepResult> {
     // the schedule is defined on the user's lr; SVAG rescales it by the translated/original ratio
     const lr = lrBase * (this.spec.lr / this.cfg.optimizer.lr);
     let lossSum = 0;
@@ -191,10 +196,40 @@ class MezoStepper implements Stepper {
     this.path = join(runDir, 'trajectory.jsonl');
   }
 
-  async step(next: () => LossRequest, step: number, lr: number): Promise<StepResult> {
+  /** the objective the perturbed forward passes measure */
+  private async objective(req: BatchRequest): Promise<number> {
+    const kind = this.cfg.optimizer.zoObjective;
+    if (kind === 'ce') return (await this.model.loss(req)).loss;
+    if (kind === 'accuracy') {
+      // −accuracy of argmax over the candidates' scores (MeZO's --optimize_acc), ignoring padded rows
+      const r = await this.model.loss(req);
+      const scores = r.outputs.scores;
+      const o = req.objective;
+      if (!scores || o.kind === 'token') throw new LmtuneError('CONFIG', '--zo-objective accuracy needs a classification or mask objective');
+      const C = o.kind === 'candidates' ? o.candidates : o.candIds.length;
+      let right = 0;
+      let n = 0;
+      for (let e = 0; e < o.gold.length; e++) {
+        if (o.gold[e]! < 0) continue;
+        let best = 0;
+        for (let c = 1; c < C; c++) if (scores[e * C + c]! > scores[e * C + best]!) best = c;
+        right += best === o.gold[e]! ? 1 : 0;
+        n++;
+      }
+      return -right / n;
+    }
+    // −SQuAD F1 of greedy generations (MeZO's --non_diff for SQuAD)
+    const encs = (req.encodings ?? []).filter((e): e is GenerationEncoding => e.kind === 'generation');
+    if (!encs.length) throw new LmtuneError('CONFIG', '--zo-objective f1 needs a generation task (squad, drop)');
+    let f1 = 0;
+    for (const e of encs) f1 += squadF1(await this.model.generate(e.prompt, { maxNewTokens: 50, stop: ['\n'] }), e.answers);
+    return -f1 / encs.length;
+  }
+
+  async step(next: () => BatchRequest, step: number, lr: number): Promise<StepResult> {
     if (!this.writer) this.writer = TrajectoryWriter.create(this.path, trajectoryHeader(this.opt));
     const req = next(); // one batch for both perturbations (and all n-SPSA samples)
-    const r = await this.opt.step(mezoStepSeed(this.cfg.seed, step), async () => (await this.model.loss(req)).loss, lr);
+    const r = await this.opt.step(mezoStepSeed(this.cfg.seed, step), () => this.objective(req), lr);
     this.writer.append(stepRecord(this.opt, step, r, lr));
     return { loss: r.lossPlus, extra: { projected_grad: r.projectedGrad, loss_minus: r.lossMinus } };
   }
