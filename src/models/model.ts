@@ -260,14 +260,15 @@ export class TransformerModel {
 
   // ------------------------------------------------------------------ feeding
 
-  private baseFeeds(built: Built, batch: PackedBatch, past = 0): Feeds {
+  /** weights and batch inputs; `withBias: false` when the caller feeds its own attention bias */
+  private baseFeeds(built: Built, batch: PackedBatch, withBias = true): Feeds {
     const feeds: Feeds = {};
     for (const n of built.paramNames) feeds[n] = this.tensor(n);
     const pos = new BigInt64Array(batch.positions.length);
     for (let i = 0; i < pos.length; i++) pos[i] = BigInt(this.arch.positionIndex(batch.positions[i]!, this.cfg));
     feeds.ids = batch.ids;
     feeds.positions = pos;
-    feeds.bias = past ? new Float32Array(0) : attentionBias(batch, this.arch.causal, this.prefixSlots());
+    if (withBias) feeds.bias = attentionBias(batch, this.arch.causal, this.prefixSlots());
     const rot = this.arch.rotary(this.cfg);
     if (rot) {
       const t = rotaryTables(batch, rot.dim, rot.theta, rot.scale);
@@ -354,8 +355,7 @@ export class TransformerModel {
     });
     const built = await this.finish(g, ctx, outputs);
     const batch = packBatch([[...ids]], { side: 'right', padId: this.padId(), seq: T });
-    const feeds = this.baseFeeds(built, batch, 1);
-    delete feeds.bias;
+    const feeds = this.baseFeeds(built, batch, false);
     feeds.kv_bias = attentionBias(batch, this.arch.causal, 0);
     const out = await built.exe.run(feeds);
     return ctx.capturedKv.map((_, l) => ({ k: toFloat64(out[`k${l}`]!), v: toFloat64(out[`v${l}`]!) }));
@@ -485,7 +485,7 @@ export class TransformerModel {
       const batch = packBatch([pending], { side: 'right', padId: this.padId(), batch: 1, seq: T });
       // positions continue after the cache
       for (let i = 0; i < pending.length; i++) batch.positions[i] = filled + i;
-      const feeds = this.baseFeeds(built, batch, 1);
+      const feeds = this.baseFeeds(built, batch, false);
       const S = this.prefixSlots() + P + T;
       const bias = new Float32Array(T * S).fill(MASKED);
       for (let i = 0; i < T; i++) {

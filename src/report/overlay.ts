@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LmtuneError } from '../util/errors.ts';
 import { htmlReport, linePlot, type Series } from './plot.ts';
+import { movingAverage as smooth, readJsonlRecords } from './series.ts';
 
 interface RunLog {
   name: string;
@@ -15,21 +16,10 @@ interface RunLog {
   loss: number[];
 }
 
-function smooth(y: readonly number[], w: number): number[] {
-  const out: number[] = [];
-  let s = 0;
-  for (let i = 0; i < y.length; i++) {
-    s += y[i]!;
-    if (i >= w) s -= y[i - w]!;
-    out.push(s / Math.min(i + 1, w));
-  }
-  return out;
-}
-
 export function readRunLog(dir: string): RunLog {
   const p = join(dir, 'log.jsonl');
   if (!existsSync(p)) throw new LmtuneError('IO', `${dir}: no log.jsonl (not an lmtune run folder)`);
-  const rows = readFileSync(p, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as Record<string, number>);
+  const rows = readJsonlRecords(p);
   if (!rows.length || rows[0]!.sde_time === undefined) throw new LmtuneError('DATA', `${p}: no sde_time column (MeZO runs have no SDE time)`);
   let name = dir;
   const cfgPath = join(dir, 'config.json');

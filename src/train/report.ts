@@ -1,29 +1,9 @@
 /** The readable side of a run: report.html with the loss curve (and SDE-time axis) and the dev metric over steps. */
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { atomicWrite } from '../util/fsx.ts';
 import { htmlReport, linePlot, type ReportSection } from '../report/plot.ts';
+import { movingAverage as smooth, readJsonlRecords as readJsonl } from '../report/series.ts';
 import type { TrainConfig } from './options.ts';
-
-function readJsonl(path: string): Record<string, number>[] {
-  if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8')
-    .split('\n')
-    .filter((l) => l.trim())
-    .map((l) => JSON.parse(l) as Record<string, number>);
-}
-
-/** moving average so a noisy loss reads as a trend */
-export function smooth(y: readonly number[], window: number): number[] {
-  const out: number[] = [];
-  let s = 0;
-  for (let i = 0; i < y.length; i++) {
-    s += y[i]!;
-    if (i >= window) s -= y[i - window]!;
-    out.push(s / Math.min(i + 1, window));
-  }
-  return out;
-}
 
 export function writeRunReport(runDir: string, cfg: TrainConfig): string {
   const log = readJsonl(join(runDir, 'log.jsonl'));

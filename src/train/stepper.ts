@@ -125,7 +125,7 @@ class FirstOrderStepper implements Stepper {
     return { loss: r.loss, grads: r.grads! };
   }
 
-  async step(next: () => BatchRequest, step: number, lrBase: number): Promise<StepResult> {
+  async step(next: () => BatchRequest, _step: number, lrBase: number): Promise<StepResult> {
     // the schedule is defined on the user's lr; SVAG rescales it by the translated/original ratio
     const lr = lrBase * (this.spec.lr / this.cfg.optimizer.lr);
     let lossSum = 0;
@@ -150,7 +150,6 @@ class FirstOrderStepper implements Stepper {
     const gradNorm = this.cfg.clipNorm ? clipGradNorm(grads, this.cfg.clipNorm, { errorIfNonfinite: false }) : globalGradNorm(grads);
     if (!Number.isFinite(gradNorm)) return { loss: Number.NaN, extra: {} };
     this.opt.step(this.params, grads, lr);
-    void step;
     this.sdeTime += svagSdeTime({ ...this.sdeCfg, lr }, 1);
     const extra: Record<string, number> = { grad_norm: gradNorm, sde_time: this.sdeTime };
     return { loss: lossSum / this.cfg.gradAccum, extra };
