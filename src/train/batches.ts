@@ -60,6 +60,20 @@ function sequencesToRequest(seqs: readonly CandidateSequence[], model: Transform
  * One optimization batch. `rowsPerExample` fixes the row count for classification (examples × candidates)
  * so every batch of a run has the same row bucket.
  */
+/** the candidate token ids when every example's candidates are single tokens after one shared prompt */
+function sharedSingleTokenCandidates(encs: readonly ChoiceEncoding[]): number[] | null {
+  const ids = encs[0]!.candidates.map((q) => (q.continuation.length === 1 ? q.continuation[0]! : -1));
+  if (ids.some((i) => i < 0) || new Set(ids).size !== ids.length) return null;
+  for (const e of encs) {
+    const p = e.candidates[0]!.prompt;
+    for (let c = 0; c < e.candidates.length; c++) {
+      const q = e.candidates[c]!;
+      if (q.continuation.length !== 1 || q.continuation[0] !== ids[c] || q.prompt.length !== p.length || q.prompt.some((t, i) => t !== p[i])) return null;
+    }
+  }
+  return ids;
+}
+
 export function buildLossRequest(encs: readonly Encoded[], mode: ObjectiveMode, model: TransformerModel, batchSize: number): LossRequest & { encodings: readonly Encoded[] } {
   return { ...buildRequest(encs, mode, model, batchSize), encodings: encs };
 }
@@ -83,6 +97,21 @@ function buildRequest(encs: readonly Encoded[], mode: ObjectiveMode, model: Tran
     if (c.some((e) => e.kind !== 'choice')) throw new LmtuneError('CONFIG', 'the classification objective needs a classification or multiple-choice task');
     const C = c[0]!.candidates.length;
     if (c.some((e) => e.candidates.length !== C)) throw new LmtuneError('CONFIG', 'examples have different numbers of candidates; use --objective lm');
+    const shared = sharedSingleTokenCandidates(c);
+    if (shared) {
+      // every candidate is one token after the same prompt (SST-2's " great"/" terrible"): one row per
+      // example and the head restricted to the candidate ids. The cross-entropy over the candidates'
+      // log-probs equals the cross-entropy over their logits (the log-normalizer cancels), at 1/C the cost.
+      const prompts = c.map((e) => e.candidates[0]!.prompt);
+      const batch = packBatch(prompts, { side: 'right', padId: model.padId(), batch: batchSize, seq: roundUp(Math.max(...prompts.map((p) => p.length)), 16) });
+      const index = new Int32Array(batchSize);
+      const gold = new Int32Array(batchSize).fill(-100);
+      c.forEach((e, b) => {
+        index[b] = b * batch.seq + prompts[b]!.length - 1;
+        gold[b] = e.label;
+      });
+      return { batch, targets: { index, label: new Int32Array(batchSize).fill(-100) }, objective: { kind: 'mask', examples: batchSize, candIds: Int32Array.from(shared), gold } };
+    }
     const seqs = c.flatMap((e) => e.candidates);
     const { req, perSeqTargets } = sequencesToRequest(seqs, model, batchSize * C);
     const K = req.targets.index.length;
