@@ -23,7 +23,7 @@ type Flags = Record<string, string | boolean | undefined>;
 const FLAG_KEYS = [
   'model', 'task', 'data', 'dev', 'numTrain', 'numDev', 'devLimit', 'optimizer', 'lr', 'weightDecay', 'momentum', 'momentumForm', 'nesterov', 'beta1', 'beta2',
   'eps', 'epsMode', 'zoEps', 'zoSamples', 'zoDist', 'zoRule', 'zoObjective', 'schedule', 'warmup', 'maxSteps', 'batchSize', 'gradAccum', 'clip', 'evalEvery', 'saveEvery',
-  'seed', 'peft', 'loraR', 'loraAlpha', 'loraTargets', 'prefixSlots', 'prefixInit', 'objective', 'svag', 'threads', 'maxLength',
+  'seed', 'peft', 'trainable', 'loraR', 'loraAlpha', 'loraTargets', 'prefixSlots', 'prefixInit', 'objective', 'svag', 'threads', 'maxLength',
 ];
 
 function loadConfigFile(path: string): Flags {
@@ -45,6 +45,15 @@ function loadConfigFile(path: string): Flags {
   return out;
 }
 
+function validRegex(flag: string, v: string): string {
+  try {
+    new RegExp(v);
+  } catch {
+    throw new LmtuneError('CONFIG', `${flag}: '${v}' is not a valid regular expression`);
+  }
+  return v;
+}
+
 export function buildTrainConfig(f: Flags): TrainConfig {
   const str = (k: string): string | undefined => (typeof f[k] === 'string' ? (f[k] as string) : undefined);
   const req = (k: string, flag: string): string => {
@@ -56,7 +65,7 @@ export function buildTrainConfig(f: Flags): TrainConfig {
   const peftKind = oneOf('--peft', str('peft') ?? 'full', ['full', 'lora', 'prefix'] as const);
   const peft: PeftSpec =
     peftKind === 'full'
-      ? { kind: 'full' }
+      ? { kind: 'full', ...(str('trainable') ? { only: validRegex('--trainable', str('trainable')!) } : {}) }
       : peftKind === 'lora'
         ? { kind: 'lora', rank: num('--lora-r', str('loraR') ?? '8', { int: true, min: 1 }), alpha: num('--lora-alpha', str('loraAlpha') ?? '16', { min: 0 }), dropout: 0, targets: str('loraTargets') ? str('loraTargets')!.split(',') : [] }
         : { kind: 'prefix', slots: num('--prefix-slots', str('prefixSlots') ?? '5', { int: true, min: 1 }), initByRealActivations: (str('prefixInit') ?? 'real') === 'real' };
@@ -155,6 +164,7 @@ export function register(program: Command): void {
     .option('--save-every <n>', 'checkpoint every n steps (default max-steps/10)')
     .option('--seed <n>', 'seed of data order, initialization and MeZO perturbations', '42')
     .option('--peft <m>', 'full, lora or prefix', 'full')
+    .option('--trainable <regex>', 'full fine-tuning of only the weights whose names match (e.g. "ln_" for layer norms, "bias$" for BitFit)')
     .option('--lora-r <n>', 'LoRA rank', '8')
     .option('--lora-alpha <x>', 'LoRA α (scale α/r)', '16')
     .option('--lora-targets <list>', 'comma-separated regular expressions of module names (default per family: q/v projections)')

@@ -132,7 +132,10 @@ export class TransformerModel {
   /** the trainable parameters for the current PEFT mode: adapters, or every base weight */
   trainableNames(): string[] {
     if (this.peft && this.peft.kind !== 'full') return this.adapters?.names() ?? [];
-    return this.weights.names();
+    const only = this.peft?.kind === 'full' && this.peft.only ? new RegExp(this.peft.only) : null;
+    const names = only ? this.weights.names().filter((n) => only.test(n)) : this.weights.names();
+    if (only && names.length === 0) throw new LmtuneError('CONFIG', `--trainable '${this.peft!.kind === 'full' ? this.peft!.only : ''}' matches no weight of this ${this.cfg.family} model`, `weight names look like ${this.weights.names()[0]}`);
+    return names;
   }
 
   tensor(name: string): Float32Array {

@@ -18,6 +18,8 @@ export interface PrefixSpec {
 
 export interface FullSpec {
   kind: 'full';
+  /** train only base weights whose names match this regular expression (e.g. layer norms: BitFit-style) */
+  only?: string;
 }
 
 export type PeftSpec = LoraSpec | PrefixSpec | FullSpec;
