@@ -18,10 +18,10 @@ export const DEMO_DEV = join(ROOT, 'assets', 'demo', 'sst2-dev.jsonl');
 
 export const DEMO_FLAGS = {
   optimizer: 'mezo',
-  peft: 'full',
-  lr: '1e-4',
-  zoEps: '1e-3',
-  maxSteps: '800',
+  peft: 'lora',
+  lr: '2e-3',
+  zoEps: '1e-2',
+  maxSteps: '2000',
   batchSize: '16',
   evalEvery: '100',
   saveEvery: '100',
@@ -52,15 +52,33 @@ export function register(program: Command): void {
       });
       const before = s.initialEval?.value ?? Number.NaN;
       const best = s.best?.value ?? Number.NaN;
+      const after = s.finalEval?.value ?? Number.NaN;
+      const n = cfg.devLimit;
+      // standard error of a difference of two accuracies on the same n examples (upper bound, independent)
+      const se = Math.sqrt((before * (1 - before) + after * (1 - after)) / n);
       if (o.json) {
-        process.stdout.write(JSON.stringify({ zero_shot_accuracy: before, final_accuracy: s.finalEval?.value, best_accuracy: best, best_step: s.best?.step, steps: s.steps, seconds: s.seconds, report: join(o.out, 'report.html') }) + '\n');
+        process.stdout.write(
+          JSON.stringify({
+            zero_shot_accuracy: before,
+            final_accuracy: after,
+            best_accuracy: best,
+            best_step: s.best?.step,
+            zero_shot_dev_loss: s.initialEval?.devLoss,
+            final_dev_loss: s.finalEval?.devLoss,
+            accuracy_change_se: se,
+            steps: s.steps,
+            seconds: s.seconds,
+            report: join(o.out, 'report.html'),
+          }) + '\n',
+        );
         return;
       }
       process.stdout.write(
-        `\nSST-2 dev accuracy (${cfg.devLimit} held-out sentences):\n` +
-          `  zero-shot (before MeZO)   ${(100 * before).toFixed(1)}%\n` +
-          `  after ${s.steps} MeZO steps     ${(100 * (s.finalEval?.value ?? Number.NaN)).toFixed(1)}%\n` +
-          `  best checkpoint           ${(100 * best).toFixed(1)}% at step ${s.best?.step} (${join(o.out, 'best')})\n` +
+        `\nSST-2 dev (${n} held-out sentences)          accuracy   dev loss (cross-entropy over the two label words)\n` +
+          `  zero-shot (before MeZO)              ${(100 * before).toFixed(1).padStart(5)}%     ${s.initialEval?.devLoss.toFixed(3)}\n` +
+          `  after ${String(s.steps).padEnd(5)} MeZO steps             ${(100 * after).toFixed(1).padStart(5)}%     ${s.finalEval?.devLoss.toFixed(3)}\n` +
+          `  best checkpoint (step ${String(s.best?.step).padEnd(5)})         ${(100 * best).toFixed(1).padStart(5)}%     (selected on this dev set: optimistic)\n` +
+          `  accuracy change ${(100 * (after - before)).toFixed(1)} points, standard error ${(100 * se).toFixed(1)}\n` +
           `time ${s.seconds.toFixed(0)} s; report: ${join(o.out, 'report.html')}; log: ${join(o.out, 'log.jsonl')}\n`,
       );
     });
