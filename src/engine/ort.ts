@@ -50,6 +50,9 @@ export async function compileOrt(outputs: Record<string, Value>, opts: OrtOption
       interOpNumThreads: 1,
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
+      // the arena keeps every peak allocation for the process's lifetime; off, memory returns to the
+      // system between runs (LMTUNE_ORT_ARENA=1 turns it back on)
+      enableCpuMemArena: process.env.LMTUNE_ORT_ARENA === '1',
     });
     sessions.set(key, sessionP);
   }
