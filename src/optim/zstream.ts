@@ -16,7 +16,7 @@
  * Why not fillGaussian from rng.ts: Philox costs ~30 ns per block in JavaScript and Box-Muller ~17 ns per
  * log/cos/sin triple, about 36 ns per element in all; MeZO regenerates z three times per step over every
  * parameter (124M for GPT-2 small). Philox once per 256 elements plus xoshiro and the ziggurat's fast
- * path is an order of magnitude cheaper (see src/optim/perturb.bench.ts).
+ * path is an order of magnitude cheaper (see bench/perturb.ts).
  */
 import { philox4x32, seedKey } from '../util/rng.ts';
 import { LmtuneError } from '../util/errors.ts';

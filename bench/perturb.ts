@@ -1,12 +1,12 @@
 /**
  * Perturbation speed: ns per element for one MeZO pass, with rng.ts's fillGaussian (Philox + Box-Muller)
  * measured in the same run as the baseline. Prints one JSON object.
- *   node --import tsx src/optim/perturb.bench.ts [--elements N] [--threads T]
+ *   node --import tsx bench/perturb.ts [--elements N] [--threads T]
  */
-import { fillGaussian } from '../util/rng.ts';
-import { LocalPassRunner, MezoOptimizer, type PassRunner } from './mezo.ts';
-import { PerturbPool } from './perturb-pool.ts';
-import type { NamedParam } from './types.ts';
+import { fillGaussian } from '../src/util/rng.ts';
+import { LocalPassRunner, MezoOptimizer, type PassRunner } from '../src/optim/mezo.ts';
+import { PerturbPool } from '../src/optim/perturb-pool.ts';
+import type { NamedParam } from '../src/optim/types.ts';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(name);
