@@ -63,6 +63,7 @@ export function buildTrainConfig(f: Flags): TrainConfig {
   };
   const opt = oneOf('--optimizer', str('optimizer') ?? 'adam', OPTIMIZERS);
   const peftKind = oneOf('--peft', str('peft') ?? 'full', ['full', 'lora', 'prefix'] as const);
+  if (str('trainable') && peftKind !== 'full') throw new LmtuneError('CONFIG', `--trainable selects base weights for full fine-tuning; it cannot be combined with --peft ${peftKind}`, 'for LoRA choose modules with --lora-targets');
   const peft: PeftSpec =
     peftKind === 'full'
       ? { kind: 'full', ...(str('trainable') ? { only: validRegex('--trainable', str('trainable')!) } : {}) }
