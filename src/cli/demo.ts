@@ -29,6 +29,10 @@ export const DEMO_FLAGS = {
   devLimit: '400',
 };
 
+function row(label: string, acc: number, loss: number | undefined, note?: string): string {
+  return `  ${label.padEnd(34)}${`${(100 * acc).toFixed(1)}%`.padStart(7)}    ${note ?? loss?.toFixed(3) ?? ''}\n`;
+}
+
 export function register(program: Command): void {
   program
     .command('demo')
@@ -74,11 +78,11 @@ export function register(program: Command): void {
         return;
       }
       process.stdout.write(
-        `\nSST-2 dev (${n} held-out sentences)          accuracy   dev loss (cross-entropy over the two label words)\n` +
-          `  zero-shot (before MeZO)              ${(100 * before).toFixed(1).padStart(5)}%     ${s.initialEval?.devLoss.toFixed(3)}\n` +
-          `  after ${String(s.steps).padEnd(5)} MeZO steps             ${(100 * after).toFixed(1).padStart(5)}%     ${s.finalEval?.devLoss.toFixed(3)}\n` +
-          `  best checkpoint (step ${String(s.best?.step).padEnd(5)})         ${(100 * best).toFixed(1).padStart(5)}%     (selected on this dev set: optimistic)\n` +
-          `  accuracy change ${(100 * (after - before)).toFixed(1)} points, standard error ${(100 * se).toFixed(1)}\n` +
+        `\nSST-2 dev, ${n} held-out sentences     accuracy   dev loss (cross-entropy over the label words)\n` +
+          row('zero-shot (before MeZO)', before, s.initialEval?.devLoss) +
+          row(`after ${s.steps} MeZO steps`, after, s.finalEval?.devLoss) +
+          row(`best checkpoint (step ${s.best?.step})`, best, undefined, 'selected on this dev set: optimistic') +
+          `  accuracy change ${(100 * (after - before)).toFixed(1)} points (standard error ${(100 * se).toFixed(1)})\n` +
           `time ${s.seconds.toFixed(0)} s; report: ${join(o.out, 'report.html')}; log: ${join(o.out, 'log.jsonl')}\n`,
       );
     });
