@@ -19,6 +19,16 @@ export interface OrtOptions {
 }
 
 const sessions = new Map<string, Promise<ort.InferenceSession>>();
+/**
+ * Sessions remembered for reuse; beyond this the oldest is forgotten (not released: an executable may
+ * still hold it, and it is freed with its last reference). Long runs visit many shape buckets.
+ */
+const MAX_SESSIONS = 64;
+
+function remember(key: string, p: Promise<ort.InferenceSession>): void {
+  sessions.set(key, p);
+  if (sessions.size > MAX_SESSIONS) sessions.delete(sessions.keys().next().value as string);
+}
 
 export function defaultThreads(): number {
   const env = Number(process.env.LMTUNE_THREADS);
@@ -54,7 +64,7 @@ export async function compileOrt(outputs: Record<string, Value>, opts: OrtOption
       // system between runs (LMTUNE_ORT_ARENA=1 turns it back on)
       enableCpuMemArena: process.env.LMTUNE_ORT_ARENA === '1',
     });
-    sessions.set(key, sessionP);
+    remember(key, sessionP);
   }
   let session: ort.InferenceSession;
   try {

@@ -75,6 +75,13 @@ export class TransformerModel {
   readonly threads: number | undefined;
   readonly evalBatch: number;
   private readonly cache = new Map<string, Promise<Built>>();
+  /** compiled graphs kept per model (shape buckets); the oldest is dropped beyond this */
+  private static readonly MAX_GRAPHS = 32;
+
+  private remember(key: string, p: Promise<Built>): void {
+    this.cache.set(key, p);
+    if (this.cache.size > TransformerModel.MAX_GRAPHS) this.cache.delete(this.cache.keys().next().value as string);
+  }
 
   constructor(
     readonly cfg: ModelConfig,
@@ -237,7 +244,7 @@ export class TransformerModel {
         }
         return this.finish(g, ctx, outputs);
       })();
-      this.cache.set(key, p);
+      this.remember(key, p);
     }
     return p;
   }
@@ -333,7 +340,7 @@ export class TransformerModel {
         const logits = this.arch.head(ctx, h.reshape([B * T, H]));
         return this.finish(g, ctx, { logits, hidden: h });
       })();
-      this.cache.set(key, p);
+      this.remember(key, p);
     }
     const built = await p;
     const out = await built.exe.run(this.baseFeeds(built, batch));
@@ -458,7 +465,7 @@ export class TransformerModel {
         });
         return this.finish(g, ctx, outputs);
       })();
-      this.cache.set(key, p);
+      this.remember(key, p);
     }
     return p.then((b) => ({ ...b, layers: this.cfg.numLayers }));
   }
