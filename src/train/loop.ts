@@ -13,7 +13,7 @@
  * continues; the final weights equal an uninterrupted run's bit for bit.
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { LmtuneError } from '../util/errors.ts';
 import { atomicWrite, readJson, stableStringify } from '../util/fsx.ts';
 import { Rng } from '../util/rng.ts';
@@ -199,6 +199,8 @@ export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks 
   mkdirSync(runDir, { recursive: true });
   const configPath = join(runDir, 'config.json');
   if (!resume) {
+    // absolute paths, so `--resume` works from any working directory
+    cfg = { ...cfg, model: resolve(cfg.model), data: resolve(cfg.data), dev: cfg.dev ? resolve(cfg.dev) : null, task: existsSync(cfg.task) ? resolve(cfg.task) : cfg.task };
     if (existsSync(join(runDir, 'checkpoint', 'state.json')) || existsSync(join(runDir, 'checkpoint.old', 'state.json'))) {
       throw new LmtuneError('CONFIG', `${runDir} already holds a run`, 'continue it with --resume, or choose another --out');
     }
