@@ -3,7 +3,7 @@
  * primitives' rules). Models call these; they read like the equations in the papers.
  */
 import { LmtuneError } from '../util/errors.ts';
-import type { Graph, Value } from './graph.ts';
+import type { Value } from './graph.ts';
 
 export function layerNorm(x: Value, weight: Value, bias: Value, eps: number): Value {
   return x.graph.apply('layer_norm', [x, weight, bias], { eps })[0]!;
@@ -85,8 +85,3 @@ export function repeatKv(x: Value, groups: number): Value {
   return x.reshape([b, h, 1, s, d]).expand([b, h, groups, s, d]).reshape([b, h * groups, s, d]);
 }
 
-export function gelu(x: Value, approximate: 'none' | 'tanh'): Value {
-  return x.gelu(approximate);
-}
-
-export type { Graph };
