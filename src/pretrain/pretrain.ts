@@ -19,7 +19,7 @@ import { lrAt } from '../optim/schedule.ts';
 import { clipGradNorm } from '../optim/clip.ts';
 import { decayAllButBiasAndNorm } from '../optim/decay.ts';
 import { mergesText, trainBpe, wordCounts, END_OF_TEXT } from './bpe.ts';
-import { defaultSources, readCorpus } from './corpus.ts';
+import { defaultSources, readCorpus, type CorpusSource } from './corpus.ts';
 
 export interface PretrainOptions {
   out: string;
@@ -36,6 +36,8 @@ export interface PretrainOptions {
   weightDecay: number;
   seed: number;
   threads?: number;
+  /** the text sources (default: `defaultSources(shared)`) */
+  sources?: CorpusSource[];
 }
 
 export interface PretrainHooks {
@@ -84,7 +86,7 @@ export function gpt2Init(raw: Record<string, unknown>, seed: number): WeightStor
 
 export async function pretrain(o: PretrainOptions, hooks: PretrainHooks = {}): Promise<{ trainLoss: number; heldOutLoss: number; params: number; tokens: number }> {
   mkdirSync(o.out, { recursive: true });
-  const corpus = readCorpus(defaultSources(o.shared));
+  const corpus = readCorpus(o.sources ?? defaultSources(o.shared));
   const docs = corpus.flatMap((c) => c.documents);
   hooks.onMessage?.(`corpus: ${corpus.map((c) => `${c.name} ${c.documents.length} docs`).join(', ')}`);
   const { vocab, merges } = trainBpe(wordCounts(docs), o.vocabSize);
@@ -150,6 +152,6 @@ export async function pretrain(o: PretrainOptions, hooks: PretrainHooks = {}): P
   model.save(o.out);
   atomicWrite(join(o.out, 'pretrain_log.jsonl'), log.join('\n') + '\n');
   const summary = { trainLoss: ema, heldOutLoss: held / Math.max(1, n), params: model.weights.numParams(), tokens: trainIds.length };
-  atomicWrite(join(o.out, 'pretrain_summary.json'), stableStringify({ ...summary, options: { ...o, out: undefined, shared: undefined, threads: undefined } }));
+  atomicWrite(join(o.out, 'pretrain_summary.json'), stableStringify({ ...summary, options: { ...o, out: undefined, shared: undefined, threads: undefined, sources: o.sources?.map((c) => c.name) } }));
   return summary;
 }
