@@ -62,13 +62,13 @@ export async function runMode(mode: string, threads: number): Promise<Record<str
     out.forward_ms = ms;
     out.tokens_per_s = (SHAPE.batch * SHAPE.seq) / (ms / 1000);
   } else if (mode === 'mezo') {
-    const params = model.trainableNames().map((name) => ({ name, data: model.tensor(name) }));
+    const params = model.trainableParams();
     const opt = new MezoOptimizer(params, { eps: 1e-3 });
     let seed = 0;
     out.mezo_step_ms = await timeMs(() => opt.step(seed++, async () => (await model.loss(req)).loss, 1e-6), 2);
   } else if (mode === 'train') {
     const names = model.trainableNames();
-    const params = names.map((name) => ({ name, data: model.tensor(name) }));
+    const params = model.trainableParams();
     const opt = new Adam({ weightDecayMode: 'decoupled', weightDecay: 0.01 });
     out.adam_step_ms = await timeMs(async () => {
       const r = await model.loss(req, names);

@@ -14,7 +14,7 @@ export async function replayRun(modelDir: string, trajectoryPath: string, outDir
   const traj = readTrajectory(trajectoryPath);
   const to = steps ?? traj.records.length;
   if (to > traj.records.length) throw new LmtuneError('CONFIG', `--steps ${to}: the trajectory holds ${traj.records.length} steps`);
-  const params = model.trainableNames().map((name) => ({ name, data: model.tensor(name) }));
+  const params = model.trainableParams();
   await replayTrajectory(params, traj, { to, onStep: (s) => onStep?.(s + 1, to) });
   saveModelFolder(model, outDir);
   return { steps: to };

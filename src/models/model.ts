@@ -145,6 +145,11 @@ export class TransformerModel {
     return names;
   }
 
+  /** the trainable tensors as the optimizers take them: name + the live array */
+  trainableParams(): { name: string; data: Float32Array }[] {
+    return this.trainableNames().map((name) => ({ name, data: this.tensor(name) }));
+  }
+
   tensor(name: string): Float32Array {
     if (this.adapters?.has(name)) return this.adapters.get(name).data;
     return this.weights.get(name).data;

@@ -110,7 +110,7 @@ export async function pretrain(o: PretrainOptions, hooks: PretrainHooks = {}): P
   const raw = gpt2Config(V, o, eot);
   const model = TransformerModel.fromWeights(raw, gpt2Init(raw, o.seed), tok, o.threads ? { threads: o.threads } : {});
   const names = model.trainableNames();
-  const params = names.map((name) => ({ name, data: model.tensor(name) }));
+  const params = model.trainableParams();
   const opt = new Adam({ beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: o.weightDecay, weightDecayMode: 'decoupled', decayFilter: decayAllButBiasAndNorm });
   const rng = new Rng(o.seed).fork('windows');
   const T = o.seq;

@@ -47,7 +47,7 @@ export interface Stepper {
 }
 
 function trainableParams(model: TransformerModel): NamedParam[] {
-  return model.trainableNames().map((name) => ({ name, data: model.tensor(name) }));
+  return model.trainableParams();
 }
 
 /** the scaling module's description of an optimizer spec (for SVAG translation and SDE time) */
