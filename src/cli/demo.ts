@@ -16,17 +16,20 @@ export const DEMO_MODEL = join(ROOT, 'assets', 'tiny-english-lm');
 export const DEMO_TRAIN = join(ROOT, 'assets', 'demo', 'sst2-train.jsonl');
 export const DEMO_DEV = join(ROOT, 'assets', 'demo', 'sst2-dev.jsonl');
 
+// Batch 64 and a decaying lr: MeZO's projected gradient is one number per step, and with batch 16 or a
+// constant lr the run's last steps could undo its progress (docs/training.md, "The demo").
 export const DEMO_FLAGS = {
   optimizer: 'mezo',
   peft: 'lora',
-  lr: '2e-3',
+  lr: '5e-3',
+  schedule: 'linear',
   zoEps: '1e-2',
   maxSteps: '2000',
-  batchSize: '16',
-  evalEvery: '100',
-  saveEvery: '100',
+  batchSize: '64',
+  evalEvery: '250',
+  saveEvery: '250',
   seed: '0',
-  devLimit: '400',
+  devLimit: '474',
 };
 
 function row(label: string, acc: number, loss: number | undefined, note?: string): string {
@@ -43,8 +46,8 @@ export function register(program: Command): void {
     .action(async (o: { out: string; steps: string; json?: boolean }) => {
       const cfg = buildTrainConfig({ ...DEMO_FLAGS, model: DEMO_MODEL, task: 'sst2', data: DEMO_TRAIN, dev: DEMO_DEV, maxSteps: o.steps, evalEvery: String(Math.max(1, Math.round(Number(o.steps) / 8))) });
       process.stderr.write(
-        `lmtune demo: MeZO (forward passes only, ${cfg.optimizer.zoSamples} perturbation per step, ε=${cfg.optimizer.zoEps}, lr=${cfg.optimizer.lr}) on ${DEMO_MODEL}\n` +
-          `  task: SST-2 as next-word prediction ("<sentence> It was" → " great" / " terrible"), ${cfg.maxSteps} steps of ${cfg.batchSize} examples\n`,
+        `lmtune demo: MeZO (forward passes only, ${cfg.optimizer.zoSamples} perturbation per step, ε=${cfg.optimizer.zoEps}, lr=${cfg.optimizer.lr} decaying linearly to 0) on LoRA adapters of ${DEMO_MODEL}\n` +
+          `  task: short SST-2 texts as next-word prediction ("<sentence> It was" → " great" / " terrible"), ${cfg.maxSteps} steps of ${cfg.batchSize} examples\n`,
       );
       const { rmSync } = await import('node:fs');
       rmSync(o.out, { recursive: true, force: true });
@@ -60,6 +63,11 @@ export function register(program: Command): void {
       const n = cfg.devLimit;
       // standard error of a difference of two accuracies on the same n examples (upper bound, independent)
       const se = Math.sqrt((before * (1 - before) + after * (1 - after)) / n);
+      // the best a sentence-blind model can do on these labels: predict the label frequencies
+      const { readFileSync } = await import('node:fs');
+      const labels = readFileSync(DEMO_DEV, 'utf8').trim().split('\n').slice(0, n).map((l) => (JSON.parse(l) as { label: number }).label);
+      const p = labels.filter((y) => y === 1).length / labels.length;
+      const priorLoss = -(p * Math.log(p) + (1 - p) * Math.log(1 - p));
       if (o.json) {
         process.stdout.write(
           JSON.stringify({
@@ -70,6 +78,7 @@ export function register(program: Command): void {
             zero_shot_dev_loss: s.initialEval?.devLoss,
             final_dev_loss: s.finalEval?.devLoss,
             accuracy_change_se: se,
+            label_prior_dev_loss: priorLoss,
             steps: s.steps,
             seconds: s.seconds,
             report: join(o.out, 'report.html'),
@@ -83,6 +92,7 @@ export function register(program: Command): void {
           row(`after ${s.steps} MeZO steps`, after, s.finalEval?.devLoss) +
           row(`best checkpoint (step ${s.best?.step})`, best, undefined, 'selected on this dev set: optimistic') +
           `  accuracy change ${(100 * (after - before)).toFixed(1)} points (standard error ${(100 * se).toFixed(1)})\n` +
+          `  a sentence-blind guess of the label frequencies has dev loss ${priorLoss.toFixed(3)}; below it, the model reads the sentence\n` +
           `time ${s.seconds.toFixed(0)} s; report: ${join(o.out, 'report.html')}; log: ${join(o.out, 'log.jsonl')}\n`,
       );
     });
