@@ -1,7 +1,7 @@
 /**
  * Writes the SST-2 subset embedded for `npm run demo` (assets/demo/), all of it *short* text (at most
  * MAX_WORDS words):
- * - sst2-train.jsonl: 2000 GLUE SST-2 training phrases of 3 to MAX_WORDS words, balanced by label;
+ * - sst2-train.jsonl: TRAIN_SIZE GLUE SST-2 training phrases of 3 to MAX_TRAIN_WORDS words, balanced by label;
  * - sst2-dev.jsonl: every stsa.binary.test sentence (SST's sentence-level test split) of at most MAX_WORDS
  *   words, minus the few that also occur verbatim in the training text the model was pretrained on.
  * Short because a 1.3M-parameter model reads the sentiment of a short text from its last positions and
