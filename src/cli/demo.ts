@@ -4,6 +4,7 @@
  * — on an embedded SST-2 subset, with the MeZO paper's prompt (`<sentence> It was` → ` great` /
  * ` terrible`). Prints zero-shot vs fine-tuned dev accuracy and where the report is.
  */
+import { readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import type { Command } from 'commander';
@@ -49,7 +50,6 @@ export function register(program: Command): void {
         `lmtune demo: MeZO (forward passes only, ${cfg.optimizer.zoSamples} perturbation per step, ε=${cfg.optimizer.zoEps}, lr=${cfg.optimizer.lr} decaying linearly to 0) on LoRA adapters of ${DEMO_MODEL}\n` +
           `  task: short SST-2 texts as next-word prediction ("<sentence> It was" → " great" / " terrible"), ${cfg.maxSteps} steps of ${cfg.batchSize} examples\n`,
       );
-      const { rmSync } = await import('node:fs');
       rmSync(o.out, { recursive: true, force: true });
       const progress = new ProgressLine();
       const s: TrainSummary = await train(cfg, o.out, {
@@ -64,7 +64,6 @@ export function register(program: Command): void {
       // standard error of a difference of two accuracies on the same n examples (upper bound, independent)
       const se = Math.sqrt((before * (1 - before) + after * (1 - after)) / n);
       // the best a sentence-blind model can do on these labels: predict the label frequencies
-      const { readFileSync } = await import('node:fs');
       const labels = readFileSync(DEMO_DEV, 'utf8').trim().split('\n').slice(0, n).map((l) => (JSON.parse(l) as { label: number }).label);
       const p = labels.filter((y) => y === 1).length / labels.length;
       const priorLoss = -(p * Math.log(p) + (1 - p) * Math.log(1 - p));
