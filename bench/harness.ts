@@ -1,6 +1,9 @@
 /** Benchmark helpers: timing (median of reps after a warm-up), peak RSS, and the PyTorch baseline. */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { configureRuntimeFromEnv } from '../src/node/runtime.ts';
+
+configureRuntimeFromEnv();
 
 export async function timeMs(fn: () => Promise<unknown>, reps = 3): Promise<number> {
   await fn();

@@ -11,6 +11,7 @@ import type { Command } from 'commander';
 import { train, type TrainSummary } from '../train/loop.ts';
 import { buildTrainConfig } from './train.ts';
 import { fmtEta, ProgressLine } from './flags.ts';
+import { checkOutputFolder } from '../util/outputs.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const DEMO_MODEL = join(ROOT, 'assets', 'tiny-english-lm');
@@ -50,6 +51,8 @@ export function register(program: Command): void {
         `lmtune demo: MeZO (forward passes only, ${cfg.optimizer.zoSamples} perturbation per step, ε=${cfg.optimizer.zoEps}, lr=${cfg.optimizer.lr} decaying linearly to 0) on LoRA adapters of ${DEMO_MODEL}\n` +
           `  task: short SST-2 texts as next-word prediction ("<sentence> It was" → " great" / " terrible"), ${cfg.maxSteps} steps of ${cfg.batchSize} examples\n`,
       );
+      // the demo starts afresh, but only ever deletes a run folder lmtune made
+      checkOutputFolder(o.out, { kind: 'run' }, '--out');
       rmSync(o.out, { recursive: true, force: true });
       const progress = new ProgressLine();
       const s: TrainSummary = await train(cfg, o.out, {

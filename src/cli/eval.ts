@@ -7,6 +7,7 @@ import { basename, extname, join } from 'node:path';
 import type { Command } from 'commander';
 import { LmtuneError } from '../util/errors.ts';
 import { atomicWrite, stableStringify } from '../util/fsx.ts';
+import { checkOutputFile } from '../util/outputs.ts';
 import type { LanguageModel } from '../models/api.ts';
 import type { EvalProgress, EvalRecord } from '../tasks/index.ts';
 import { runEvaluation } from '../tasks/run-eval.ts';
@@ -59,6 +60,7 @@ export function renderEvalTable(r: EvalRecord, outPath: string): string {
     ['scoring', r.kind === 'generation' ? 'greedy generation' : r.model === 'masked' ? 'label-word logits' : r.scoring],
   ];
   for (const [k, v] of Object.entries(r.metrics)) rows.push([k === r.metric ? `${k} *` : k, v.toFixed(4)]);
+  if (r.truncated !== undefined) rows.push(['truncated', `${r.truncated} (contexts cut to the max length)`]);
   rows.push(['result file', outPath]);
   const w = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n') + '\n';
@@ -76,7 +78,7 @@ export function register(program: Command, deps: EvalCommandDeps = {}): void {
     .command('eval')
     .description('evaluate a checkpoint on a task: prompt-based classification, multiple choice or generation')
     .requiredOption('--model <dir>', 'checkpoint folder')
-    .requiredOption('--task <name>', 'built-in task (sst2, rte, cb, boolq, copa, squad, ...) or a task file (.json/.yaml)')
+    .requiredOption('--task <name>', 'built-in task (sst2, rte, cb, boolq, copa, squad, ...), chat (chat-format JSONL) or a task file (.json/.yaml)')
     .requiredOption('--data <file>', 'examples to evaluate: JSONL, GLUE-style TSV with a header, CSV, or "<label> <text>" lines')
     .option('--train <file>', 'demonstrations for --shots (default: the --data file, never an example itself)')
     .option('--shots <k>', 'in-context demonstrations per example (causal LMs)', '0')
@@ -101,6 +103,9 @@ export function register(program: Command, deps: EvalCommandDeps = {}): void {
       const err = deps.stderr ?? ((s: string) => void process.stderr.write(s));
       const tty = deps.tty ?? Boolean(process.stderr.isTTY);
 
+      // the result file is checked before the evaluation, not after it
+      const outPath = flags.out ?? defaultOutPath(flags.task, flags.data, shots, seed);
+      checkOutputFile(outPath, '--out');
       const load = deps.loadModel ?? (async (dir: string) => (await import('../models/index.ts')).loadModel(dir));
       const model = await load(flags.model);
 
@@ -129,7 +134,6 @@ export function register(program: Command, deps: EvalCommandDeps = {}): void {
       });
       if (flags.progress && tty) err('\n');
 
-      const outPath = flags.out ?? defaultOutPath(flags.task, flags.data, shots, seed);
       atomicWrite(outPath, stableStringify({ ...record, modelDir: flags.model }));
       if (flags.json) {
         const { predictions: _p, ...summary } = record;

@@ -5,6 +5,9 @@
 import { Command } from 'commander';
 import { LmtuneError } from '../util/errors.ts';
 import { registerAll } from './commands.ts';
+import { configureRuntimeFromEnv } from '../node/runtime.ts';
+
+configureRuntimeFromEnv();
 
 const program = new Command();
 program

@@ -8,15 +8,18 @@ import { loadTransformer } from '../models/index.ts';
 import { readTrajectory, replayTrajectory } from '../optim/trajectory.ts';
 import { saveModelFolder } from '../train/loop.ts';
 import { num, ProgressLine } from './flags.ts';
+import { checkOutputFolder } from '../util/outputs.ts';
 
 export async function replayRun(modelDir: string, trajectoryPath: string, outDir: string, steps?: number, onStep?: (done: number, total: number) => void): Promise<{ steps: number }> {
+  // before any work: --out must be new, empty, or an earlier replay's output (never a run or its initial/)
+  checkOutputFolder(outDir, { kind: 'model', role: 'replay' }, '--out');
   const model = await loadTransformer(modelDir, {});
   const traj = readTrajectory(trajectoryPath);
   const to = steps ?? traj.records.length;
   if (to > traj.records.length) throw new LmtuneError('CONFIG', `--steps ${to}: the trajectory holds ${traj.records.length} steps`);
   const params = model.trainableParams();
   await replayTrajectory(params, traj, { to, onStep: (s) => onStep?.(s + 1, to) });
-  saveModelFolder(model, outDir);
+  saveModelFolder(model, outDir, 'replay', '--out');
   return { steps: to };
 }
 

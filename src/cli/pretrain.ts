@@ -1,7 +1,9 @@
 /** `lmtune pretrain`: train the small default LM from scratch on the shared plain-English text. */
 import type { Command } from 'commander';
+import { LmtuneError } from '../util/errors.ts';
 import { pretrain } from '../pretrain/pretrain.ts';
-import { fmtEta, num, ProgressLine } from './flags.ts';
+import { fmtEta, num, oneOf, ProgressLine } from './flags.ts';
+import { loadQuadPhi } from '../pretrain/quad.ts';
 
 export function register(program: Command): void {
   program
@@ -21,7 +23,12 @@ export function register(program: Command): void {
     .option('--weight-decay <x>', 'decoupled weight decay', '0.1')
     .option('--seed <n>', 'seed', '0')
     .option('--threads <n>', 'compute threads (default: all cores)')
+    .option('--objective <name>', 'xent (next-token cross-entropy) or quad (Saunshi et al.\'s Quad: −hᵀφ_w + ½‖Φh‖², extra linear layer h = A·f)', 'xent')
+    .option('--quad-phi-from <dir>', 'quad: fix Φ to this model\'s output embedding (same vocabulary); learned when absent')
     .action(async (o: Record<string, string>) => {
+      const objective = oneOf('--objective', o.objective!, ['xent', 'quad'] as const);
+      if (o.quadPhiFrom !== undefined && objective !== 'quad') throw new LmtuneError('CONFIG', '--quad-phi-from applies to --objective quad');
+      const quadFixedPhi = o.quadPhiFrom !== undefined ? await loadQuadPhi(o.quadPhiFrom) : undefined;
       const steps = num('--steps', o.steps, { int: true, min: 1 });
       const progress = new ProgressLine();
       const t0 = performance.now();
@@ -41,6 +48,8 @@ export function register(program: Command): void {
           weightDecay: num('--weight-decay', o.weightDecay, { min: 0 }),
           seed: num('--seed', o.seed, { int: true, min: 0 }),
           ...(o.threads ? { threads: num('--threads', o.threads, { int: true, min: 1 }) } : {}),
+          objective,
+          ...(quadFixedPhi ? { quadFixedPhi } : {}),
         },
         {
           onMessage: (m) => process.stderr.write(`${m}\n`),

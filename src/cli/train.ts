@@ -4,6 +4,7 @@
  * JSON/YAML file (`--config`); flags given on the command line win.
  */
 import { readFileSync, existsSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
 import type { Command } from 'commander';
 import YAML from 'yaml';
 import { LmtuneError } from '../util/errors.ts';
@@ -23,7 +24,7 @@ type Flags = Record<string, string | boolean | undefined>;
 const FLAG_KEYS = [
   'model', 'task', 'data', 'dev', 'numTrain', 'numDev', 'devLimit', 'optimizer', 'lr', 'weightDecay', 'momentum', 'momentumForm', 'nesterov', 'beta1', 'beta2',
   'eps', 'epsMode', 'zoEps', 'zoSamples', 'zoDist', 'zoRule', 'zoObjective', 'schedule', 'warmup', 'maxSteps', 'batchSize', 'gradAccum', 'clip', 'evalEvery', 'saveEvery',
-  'seed', 'peft', 'trainable', 'loraR', 'loraAlpha', 'loraTargets', 'prefixSlots', 'prefixInit', 'objective', 'svag', 'threads', 'maxLength',
+  'seed', 'peft', 'trainable', 'loraR', 'loraAlpha', 'loraTargets', 'prefixSlots', 'prefixInit', 'objective', 'svag', 'threads', 'maxLength', 'skipInvalid', 'truncation',
 ];
 
 function loadConfigFile(path: string): Flags {
@@ -113,7 +114,53 @@ export function buildTrainConfig(f: Flags): TrainConfig {
     threads: str('threads') ? num('--threads', str('threads'), { int: true, min: 1 }) : null,
   };
   if (cfg.clipNorm === 0) cfg.clipNorm = null;
+  if (f.skipInvalid === true || f.skipInvalid === 'true') {
+    if (cfg.task !== 'chat') throw new LmtuneError('CONFIG', '--skip-invalid applies to --task chat only');
+    cfg.skipInvalid = true;
+  }
+  const truncation = str('truncation');
+  if (truncation) {
+    if (cfg.task !== 'chat') throw new LmtuneError('CONFIG', '--truncation applies to --task chat only');
+    cfg.truncation = oneOf('--truncation', truncation, ['right', 'left'] as const);
+  }
   return cfg;
+}
+
+/** where each flag lands in a TrainConfig (resume compares them with the run's config.json) */
+const FLAG_PATHS: Record<string, string> = {
+  optimizer: 'optimizer.name', lr: 'optimizer.lr', weightDecay: 'optimizer.weightDecay', momentum: 'optimizer.momentum', momentumForm: 'optimizer.momentumForm',
+  nesterov: 'optimizer.nesterov', beta1: 'optimizer.beta1', beta2: 'optimizer.beta2', eps: 'optimizer.eps', epsMode: 'optimizer.epsMode', zoEps: 'optimizer.zoEps',
+  zoSamples: 'optimizer.zoSamples', zoDist: 'optimizer.zoDistribution', zoRule: 'optimizer.zoRule', zoObjective: 'optimizer.zoObjective', warmup: 'warmupSteps',
+  clip: 'clipNorm', peft: 'peft.kind', trainable: 'peft.only', loraR: 'peft.rank', loraAlpha: 'peft.alpha', loraTargets: 'peft.targets', prefixSlots: 'peft.slots',
+  prefixInit: 'peft.initByRealActivations',
+};
+
+function at(o: unknown, path: string): unknown {
+  return path.split('.').reduce<unknown>((v, k) => (v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), o);
+}
+
+function kebab(k: string): string {
+  return '--' + k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/**
+ * `--resume` continues a run with its own config.json: a flag given with it that disagrees with the run
+ * would be silently ignored, so it is refused, naming the flag and both values.
+ */
+export function refuseChangedFlags(run: TrainConfig, runDir: string, given: readonly (readonly [string, string | boolean | undefined])[]): void {
+  const differing: string[] = [];
+  for (const [k, v] of given) {
+    const base: Flags = { model: run.model, task: run.task, data: run.data, optimizer: run.optimizer.name, peft: run.peft.kind, [k]: v };
+    const path = FLAG_PATHS[k] ?? k;
+    let mine: unknown = at(buildTrainConfig(base), path);
+    if ((k === 'model' || k === 'data' || k === 'dev') && typeof mine === 'string') mine = resolvePath(mine);
+    if (k === 'task' && typeof mine === 'string' && existsSync(mine)) mine = resolvePath(mine);
+    const theirs = at(run, path);
+    if (stableStringify(mine) !== stableStringify(theirs)) differing.push(`${kebab(k)} ${JSON.stringify(v)} (the run has ${JSON.stringify(theirs)})`);
+  }
+  if (differing.length) {
+    throw new LmtuneError('CONFIG', `--resume ${runDir} continues the run with its config.json; these flags disagree with it: ${differing.join('; ')}`, 'drop them to resume, or start a new run with --out');
+  }
 }
 
 export function renderSummary(s: TrainSummary): string {
@@ -123,6 +170,7 @@ export function renderSummary(s: TrainSummary): string {
   ];
   if (s.initialEval) rows.push([`dev ${s.initialEval.metric} before`, s.initialEval.value.toFixed(4)]);
   if (s.finalEval) rows.push([`dev ${s.finalEval.metric} after`, s.finalEval.value.toFixed(4)]);
+  if (s.chat) rows.push(['chat rows', `${s.chat.rows} read, ${s.chat.truncated} truncated to ${s.chat.maxLength} tokens, ${s.chat.skipped} skipped`]);
   if (s.best) rows.push(['best dev', `${s.best.value.toFixed(4)} at step ${s.best.step} (${s.runDir}/best)`]);
   rows.push(['final checkpoint', s.finalDir], ['report', `${s.runDir}/report.html`], ['time', `${s.seconds.toFixed(1)} s`]);
   const w = Math.max(...rows.map(([k]) => k.length));
@@ -134,7 +182,7 @@ export function register(program: Command): void {
     .command('train')
     .description('fine-tune a model on a task: backprop (sgd, sgdm, rmsprop, adam, adamw; --svag) or MeZO; full, LoRA or prefix')
     .option('--model <dir>', 'Hugging Face model folder')
-    .option('--task <name>', 'built-in task (sst2, rte, ...) or a task file')
+    .option('--task <name>', 'built-in task (sst2, rte, ...), chat (chat-format JSONL, loss on assistant turns) or a task file')
     .option('--data <file>', 'training examples (JSONL, GLUE TSV, CSV); a dev split is drawn from it unless --dev is given')
     .option('--dev <file>', 'dev examples for evaluation and best-checkpoint selection')
     .option('--num-train <n>', 'training examples to use (seeded)')
@@ -173,7 +221,9 @@ export function register(program: Command): void {
     .option('--prefix-init <how>', 'real (activations of random tokens, as MeZO) or random', 'real')
     .option('--objective <o>', 'auto, classification (CE over candidates), lm (answer-token CE) or mask', 'auto')
     .option('--svag <l>', 'SVAG amplification ℓ ≥ 1 (two minibatch gradients per step, hyperparameters translated)', '1')
-    .option('--max-length <n>', 'token cap per sequence')
+    .option('--max-length <n>', 'token cap per sequence (chat rows are cut on the right and counted)')
+    .option('--truncation <side>', '--task chat: which end of a row longer than --max-length is cut: right (as LESS) or left (keeps the final answer)')
+    .option('--skip-invalid', '--task chat: leave out invalid rows and rows whose assistant tokens are all cut, instead of failing')
     .option('--threads <n>', 'compute threads (default: all cores)')
     .option('--config <file>', 'read options from a JSON/YAML file (command-line flags win)')
     .option('--out <dir>', 'run folder (checkpoints, logs, report)', 'runs/train')
@@ -191,6 +241,8 @@ export function register(program: Command): void {
       let summary: TrainSummary;
       if (typeof opts.resume === 'string') {
         const cfg = readRunConfig(opts.resume);
+        const cmd = program.commands.find((c) => c.name() === 'train')!;
+        refuseChangedFlags(cfg, opts.resume, FLAG_KEYS.filter((k) => opts[k] !== undefined && cmd.getOptionValueSource(k) === 'cli').map((k) => [k, opts[k]] as const));
         summary = await train(cfg, opts.resume, hooks, true);
       } else {
         const fromFile = typeof opts.config === 'string' ? loadConfigFile(opts.config) : {};

@@ -8,7 +8,7 @@ import { compileRef } from './ref.ts';
 export { Graph, Value, Node, liveSubgraph } from './graph.ts';
 export { grad, valueAndGrad, type GradOptions } from './autodiff.ts';
 export { evaluateRef, compileRef } from './ref.ts';
-export { compileOrt, defaultThreads, clearSessionCache } from './ort.ts';
+export { compileOrt, defaultThreads, clearSessionCache, configureOrt, type OrtSettings } from './ort.ts';
 export type { Backend, Executable, Feeds, FeedArray, OutputTensor } from './executor.ts';
 export { toFloat64 } from './executor.ts';
 export * from './types.ts';

@@ -1,12 +1,12 @@
 /**
- * The `ort` executor: emits the graph as ONNX and runs it with onnxruntime-node. Parameters are graph
+ * The `ort` executor: emits the graph as ONNX and runs it with onnxruntime (onnxruntime-node in Node,
+ * onnxruntime-web in a browser: `#onnxruntime` is mapped per platform in package.json's "imports", and
+ * both implement onnxruntime-common's API, so this file is the same in both). Parameters are graph
  * inputs wrapped around our own Float32Arrays without copying, so in-place updates (MeZO perturbations,
  * optimizer steps) are seen by the next run. Sessions are cached by the emitted model's bytes, which
  * encode the graph and its static shapes: a training loop compiles each shape bucket once.
  */
-import { createHash } from 'node:crypto';
-import { availableParallelism } from 'node:os';
-import * as ort from 'onnxruntime-node';
+import * as ort from '#onnxruntime';
 import { LmtuneError } from '../util/errors.ts';
 import type { Value } from './graph.ts';
 import { emitModel } from './onnx.ts';
@@ -14,25 +14,59 @@ import type { Executable, FeedArray, Feeds, OutputTensor } from './executor.ts';
 import { fmtType, numel } from './types.ts';
 
 export interface OrtOptions {
-  /** intra-op threads; default: all cores (LMTUNE_THREADS overrides) */
+  /** intra-op threads; default: `configureOrt`'s, else all cores */
   threads?: number;
 }
 
-const sessions = new Map<string, Promise<ort.InferenceSession>>();
+/** Process-wide runtime settings; the Node edge sets them from LMTUNE_THREADS / LMTUNE_ORT_* (src/node/runtime.ts). */
+export interface OrtSettings {
+  /** default intra-op threads */
+  threads?: number;
+  /** onnxruntime's CPU memory arena: keeps every peak allocation for the process's lifetime */
+  arena?: boolean;
+  /** onnxruntime's memory-pattern planner: one block per run for all intermediates */
+  memPattern?: boolean;
+}
+
+const settings: OrtSettings = {};
+
+export function configureOrt(s: OrtSettings): void {
+  Object.assign(settings, s);
+}
+
+const sessions = new Map<string, { bytes: Uint8Array; session: Promise<ort.InferenceSession> }>();
 /**
  * Sessions remembered for reuse; beyond this the oldest is forgotten (not released: an executable may
  * still hold it, and it is freed with its last reference). Long runs visit many shape buckets.
  */
 const MAX_SESSIONS = 64;
+const MEM_PATTERN_DEFAULT = true;
 
-function remember(key: string, p: Promise<ort.InferenceSession>): void {
-  sessions.set(key, p);
+function remember(key: string, bytes: Uint8Array, p: Promise<ort.InferenceSession>): void {
+  sessions.set(key, { bytes, session: p });
   if (sessions.size > MAX_SESSIONS) sessions.delete(sessions.keys().next().value as string);
 }
 
 export function defaultThreads(): number {
-  const env = Number(process.env.LMTUNE_THREADS);
-  return Number.isInteger(env) && env > 0 ? env : availableParallelism();
+  const hw = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency;
+  return settings.threads ?? hw ?? 1;
+}
+
+/** FNV-1a over the bytes in two 32-bit lanes: a cache key; a hit is confirmed by comparing the bytes */
+function hashBytes(b: Uint8Array): string {
+  let h0 = 0x811c9dc5;
+  let h1 = 0x050c5d1f;
+  for (let i = 0; i < b.length; i++) {
+    h0 = Math.imul(h0 ^ b[i]!, 0x01000193) >>> 0;
+    h1 = Math.imul(h1 ^ b[i]!, 0x5bd1e995) >>> 0;
+  }
+  return `${b.length.toString(16)}-${h0.toString(16)}-${h1.toString(16)}`;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function toTensor(v: Value, a: FeedArray | undefined): ort.Tensor {
@@ -52,19 +86,23 @@ function toTensor(v: Value, a: FeedArray | undefined): ort.Tensor {
 export async function compileOrt(outputs: Record<string, Value>, opts: OrtOptions = {}): Promise<Executable> {
   const model = emitModel(outputs);
   const threads = opts.threads ?? defaultThreads();
-  const key = `${threads}:${createHash('sha1').update(model.bytes).digest('hex')}`;
-  let sessionP = sessions.get(key);
+  const key = `${threads}:${hashBytes(model.bytes)}`;
+  const cached = sessions.get(key);
+  let sessionP = cached && sameBytes(cached.bytes, model.bytes) ? cached.session : undefined;
   if (!sessionP) {
     sessionP = ort.InferenceSession.create(model.bytes, {
       intraOpNumThreads: threads,
       interOpNumThreads: 1,
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
-      // the arena keeps every peak allocation for the process's lifetime; off, memory returns to the
-      // system between runs (LMTUNE_ORT_ARENA=1 turns it back on)
-      enableCpuMemArena: process.env.LMTUNE_ORT_ARENA === '1',
+      // Arena off: memory returns to the system between runs (on, the 124M Adam step's peak RSS was
+      // 8.0 GB instead of 5.3). With the arena off the pattern planner maps a fresh block each run, which
+      // page-faults on the small demo model; turning the pattern off cut those faults 6× there but cost
+      // GPT-2-small's forward ~10% user time, so it stays on by default (LMTUNE_ORT_MEMPATTERN=0).
+      enableCpuMemArena: settings.arena ?? false,
+      enableMemPattern: settings.memPattern ?? MEM_PATTERN_DEFAULT,
     });
-    remember(key, sessionP);
+    remember(key, model.bytes, sessionP);
   }
   let session: ort.InferenceSession;
   try {

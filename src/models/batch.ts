@@ -59,10 +59,22 @@ export function packBatch(seqs: readonly (readonly number[])[], opts: PackOption
 }
 
 /**
- * Additive attention bias [B, 1, T, P + T]: P prefix slots visible to every query, then token keys
- * visible when real and (if causal) not in the future.
+ * Whether a causal query at position i sees the key at position j ≤ i under a sliding window: HF's
+ * sliding_window_overlay keeps kv_idx > q_idx − sliding_window, so i − window < j ≤ i (the query and the
+ * window − 1 keys before it), as `_make_causal_mask` does since its diagonal became past − window + 1 (older
+ * releases used past − window − 1 and kept one key more). null: no window.
  */
-export function attentionBias(b: PackedBatch, causal: boolean, prefixSlots = 0): Float32Array {
+export function inWindow(i: number, j: number, window: number | null): boolean {
+  return window === null || j > i - window;
+}
+
+/**
+ * Additive attention bias [B, 1, T, P + T]: P prefix slots visible to every query, then token keys
+ * visible when real, (if causal) not in the future, and (with a sliding window) not too far in the past.
+ * Real tokens sit contiguously in a row, so index distance is position distance, left padding or right.
+ * Prefix slots stay visible to every query under a window too: they are adapter slots, not positions.
+ */
+export function attentionBias(b: PackedBatch, causal: boolean, prefixSlots = 0, window: number | null = null): Float32Array {
   const { batch: B, seq: T } = b;
   const S = prefixSlots + T;
   const out = new Float32Array(B * T * S);
@@ -70,7 +82,7 @@ export function attentionBias(b: PackedBatch, causal: boolean, prefixSlots = 0):
     for (let i = 0; i < T; i++) {
       const row = (r * T + i) * S;
       for (let j = 0; j < T; j++) {
-        const visible = b.mask[r * T + j] === 1 && (!causal || j <= i);
+        const visible = b.mask[r * T + j] === 1 && (!causal || (j <= i && inWindow(i, j, window)));
         out[row + prefixSlots + j] = visible ? 0 : MASKED;
       }
     }
@@ -78,12 +90,34 @@ export function attentionBias(b: PackedBatch, causal: boolean, prefixSlots = 0):
   return out;
 }
 
-/** rotary cos/sin tables [B, 1, T, rotDim] for the batch's position ids (HF: cat(freqs, freqs)) */
+/**
+ * The bias [1, 1, T, P + C + T] of one generation step: `real` new tokens (padded to T) at positions
+ * filled … filled + real − 1, attending to the prefix slots, the `filled` cached keys (cache capacity C)
+ * and the new tokens before them, within the sliding window when there is one.
+ */
+export function decodeBias(T: number, real: number, filled: number, capacity: number, prefixSlots: number, window: number | null): Float32Array {
+  const S = prefixSlots + capacity + T;
+  const out = new Float32Array(T * S).fill(MASKED);
+  for (let i = 0; i < T; i++) {
+    const q = filled + Math.min(i, real - 1); // padding rows repeat the last real query (their output is unused)
+    for (let j = 0; j < prefixSlots; j++) out[i * S + j] = 0;
+    for (let j = 0; j < filled; j++) if (inWindow(q, j, window)) out[i * S + prefixSlots + j] = 0;
+    for (let j = 0; j <= Math.min(i, real - 1); j++) if (inWindow(q, filled + j, window)) out[i * S + prefixSlots + capacity + j] = 0;
+  }
+  return out;
+}
+
+/**
+ * rotary cos/sin tables [B, 1, T, rotDim] for the batch's position ids (HF: cat(freqs, freqs)). HF's
+ * inv_freq = 1.0 / (base ** (arange(0, dim, 2).float() / dim)) rounds to float32 at each step (exponent,
+ * power, reciprocal); one rounding of the exact value differs from it by an ulp in ~15% of the frequencies
+ * of a 128-wide head, so the steps are repeated here.
+ */
 export function rotaryTables(b: PackedBatch, rotDim: number, theta: number, scale = 1): { cos: Float32Array; sin: Float32Array } {
   const { batch: B, seq: T } = b;
   const half = rotDim / 2;
   const inv = new Float64Array(half);
-  for (let i = 0; i < half; i++) inv[i] = 1 / Math.pow(theta, (2 * i) / rotDim);
+  for (let i = 0; i < half; i++) inv[i] = Math.fround(1 / Math.fround(Math.pow(theta, Math.fround((2 * i) / rotDim))));
   const cos = new Float32Array(B * T * rotDim);
   const sin = new Float32Array(B * T * rotDim);
   for (let r = 0; r < B * T; r++) {

@@ -307,6 +307,16 @@ function highlights(c: ModelConfig): Record<string, string | number | boolean | 
       return { ...base, activation: c.activation, rotaryDim: c.rotaryDim, ropeTheta: c.ropeTheta, useParallelResidual: c.useParallelResidual, layerNormEps: c.layerNormEps };
     case 'roberta':
       return { ...base, activation: c.activation, positionOffset: c.positionOffset, typeVocabSize: c.typeVocabSize, layerNormEps: c.layerNormEps };
+    case 'gemma':
+      return {
+        ...base,
+        numKvHeads: c.numKvHeads,
+        activation: c.activation,
+        rmsNormEps: c.rmsNormEps,
+        ropeTheta: c.ropeTheta,
+        ropeScaling: c.ropeScaling ? `linear ×${c.ropeScaling.factor}` : null,
+        attentionBias: c.attentionBias,
+      };
   }
 }
 

@@ -157,3 +157,46 @@ test('family detection: model_type first, architectures as fallback, unknown nam
   throwsWith(() => parseModelConfig({ model_type: 'gpt2', n_layer: 'twelve' }, 'c.json'), 'CONFIG', "'n_layer'");
   throwsWith(() => loadModelConfig('/nonexistent/folder'), 'CHECKPOINT', '/nonexistent/folder', 'no config.json');
 });
+
+test('gemma: GemmaConfig defaults are gemma-7b (8,537,680,896 parameters), gemma-2b is 2,506,172,416; activation rule', () => {
+  // published totals; gemma-7b's q_proj is 16·256 = 4096 wide for a 3072-wide model (head_dim decoupled)
+  const g7 = parseModelConfig({ model_type: 'gemma' }, 'g7');
+  assert.ok(g7.family === 'gemma');
+  assert.equal(parameterCount(g7), 8_537_680_896);
+  assert.deepEqual(new Map(expectedTensors(g7).map((e) => [e.name, e.shape])).get('model.layers.0.self_attn.o_proj.weight'), [3072, 4096]);
+  assert.equal(g7.tieWordEmbeddings, true);
+  assert.deepEqual([g7.bosTokenId, g7.eosTokenId, g7.padTokenId], [2, 1, 0]);
+  const g2 = parseModelConfig({ architectures: ['GemmaForCausalLM'], hidden_size: 2048, intermediate_size: 16384, num_hidden_layers: 18, num_attention_heads: 8, num_key_value_heads: 1, head_dim: 256 }, 'g2');
+  assert.equal(g2.family, 'gemma');
+  assert.equal(parameterCount(g2), 2_506_172_416);
+  // the Gemma 1.0 configs say hidden_act 'gelu'; without hidden_activation the gate is still tanh-GELU
+  const legacy = parseModelConfig({ model_type: 'gemma', hidden_act: 'gelu' }, 'l');
+  assert.ok(legacy.family === 'gemma');
+  assert.equal(legacy.activation, 'gelu_pytorch_tanh');
+  const explicit = parseModelConfig({ model_type: 'gemma', hidden_act: 'gelu_pytorch_tanh', hidden_activation: 'gelu' }, 'e');
+  assert.ok(explicit.family === 'gemma');
+  assert.equal(explicit.activation, 'gelu');
+  throwsWith(() => parseModelConfig({ model_type: 'gemma', num_attention_heads: 6, num_key_value_heads: 4 }, 'g.json'), 'CONFIG', 'g.json', 'not a multiple');
+});
+
+test('sliding windows: Mistral in every layer by default; Qwen2 only with use_sliding_window on the layers ≥ max_window_layers', () => {
+  const window = (raw: Record<string, unknown>): number | null => {
+    const c = parseModelConfig(raw, 'w');
+    assert.ok(c.family === 'llama');
+    return c.slidingWindow;
+  };
+  assert.equal(window({ model_type: 'mistral' }), 4096);
+  assert.equal(window({ model_type: 'mistral', sliding_window: null }), null);
+  assert.equal(window({ model_type: 'llama', sliding_window: 16 }), null); // LlamaConfig has no window
+  assert.equal(window({ model_type: 'qwen2', sliding_window: 16 }), null);
+  // 4 layers, max_window_layers 28 (default): HF marks no layer 'sliding_attention'
+  assert.equal(window({ model_type: 'qwen2', num_hidden_layers: 4, use_sliding_window: true, sliding_window: 16 }), null);
+  assert.equal(window({ model_type: 'qwen2', num_hidden_layers: 4, use_sliding_window: true, sliding_window: 16, max_window_layers: 0 }), 16);
+  assert.equal(window({ model_type: 'qwen2', num_hidden_layers: 2, use_sliding_window: true, sliding_window: 16, layer_types: ['sliding_attention', 'sliding_attention'] }), 16);
+  throwsWith(
+    () => parseModelConfig({ model_type: 'qwen2', num_hidden_layers: 4, use_sliding_window: true, sliding_window: 16, max_window_layers: 2 }, 'q.json'),
+    'UNSUPPORTED',
+    'q.json',
+    '2 of 4 layers',
+  );
+});

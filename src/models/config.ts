@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs';
 import { LmtuneError } from '../util/errors.ts';
 import { readJson } from '../util/fsx.ts';
 
-export type ModelFamily = 'gpt2' | 'opt' | 'llama' | 'gpt_neox' | 'roberta';
+export type ModelFamily = 'gpt2' | 'opt' | 'llama' | 'gpt_neox' | 'roberta' | 'gemma';
 
 /** Activations as HF names them (`swish` is read as `silu`, `gelu_python` as `gelu`). */
 export type Activation = 'gelu' | 'gelu_new' | 'gelu_fast' | 'gelu_pytorch_tanh' | 'quick_gelu' | 'relu' | 'silu';
@@ -83,8 +83,24 @@ export interface LlamaConfig extends BaseConfig {
   outBias: boolean;
   mlpBias: boolean; // mlp_bias
   activation: Activation; // hidden_act
-  /** Mistral's sliding_window (Qwen2's only with use_sliding_window); null = full attention */
+  /**
+   * keys a query sees, itself included (HF: kv_idx > q_idx − sliding_window): Mistral's sliding_window
+   * in every layer; Qwen2's only with use_sliding_window, and only if it covers every layer (see parseLlama);
+   * null = full attention
+   */
   slidingWindow: number | null;
+}
+
+export interface GemmaConfig extends BaseConfig {
+  family: 'gemma';
+  /** headDim is head_dim (default 256), decoupled from hidden_size / num_attention_heads */
+  numKvHeads: number; // num_key_value_heads
+  rmsNormEps: number; // rms_norm_eps; the norms scale by (1 + weight)
+  ropeTheta: number; // rope_theta
+  ropeScaling: LinearRopeScaling | null; // rope_scaling
+  attentionBias: boolean; // attention_bias (q, k, v and o)
+  /** the GeGLU gate's activation: hidden_activation, else gelu_pytorch_tanh (see parseGemma) */
+  activation: Activation;
 }
 
 export interface GptNeoxConfig extends BaseConfig {
@@ -110,7 +126,7 @@ export interface RobertaConfig extends BaseConfig {
   activation: Activation; // hidden_act
 }
 
-export type ModelConfig = Gpt2Config | OptConfig | LlamaConfig | GptNeoxConfig | RobertaConfig;
+export type ModelConfig = Gpt2Config | OptConfig | LlamaConfig | GptNeoxConfig | RobertaConfig | GemmaConfig;
 
 const MODEL_TYPES: Readonly<Record<string, ModelFamily>> = {
   gpt2: 'gpt2',
@@ -120,6 +136,7 @@ const MODEL_TYPES: Readonly<Record<string, ModelFamily>> = {
   qwen2: 'llama',
   gpt_neox: 'gpt_neox',
   roberta: 'roberta',
+  gemma: 'gemma',
 };
 
 const ARCHITECTURES: readonly (readonly [RegExp, ModelFamily])[] = [
@@ -128,6 +145,7 @@ const ARCHITECTURES: readonly (readonly [RegExp, ModelFamily])[] = [
   [/^(Llama|Mistral|Qwen2)(For|Model)/, 'llama'],
   [/^GPTNeoX(For|Model)/, 'gpt_neox'],
   [/^Roberta(For|Model)/, 'roberta'],
+  [/^Gemma(For|Model)/, 'gemma'],
 ];
 
 const SUPPORTED_HINT = `supported model_type values: ${Object.keys(MODEL_TYPES).join(', ')}`;
@@ -148,6 +166,10 @@ export function detectFamily(raw: Readonly<Record<string, unknown>>, source: str
     SUPPORTED_HINT,
   );
 }
+
+const LAYER_KEYS = new Set(['n_layer', 'num_hidden_layers']);
+/** far above any published model (a few hundred layers) */
+const MAX_LAYERS = 4096;
 
 /** Typed access to config keys with HF defaults and a message naming the file and key. */
 class Keys {
@@ -170,7 +192,9 @@ class Keys {
       return dflt;
     }
     const v = this.raw[key];
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) this.bad(key, `an integer ≥ ${min}`);
+    // a corrupted size must not make the loader enumerate billions of tensors (or overflow int32 indices)
+    const max = LAYER_KEYS.has(key) ? MAX_LAYERS : 2 ** 31 - 1;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) this.bad(key, `an integer in [${min}, ${max}]`);
     return v;
   }
   optInt(key: string, dflt: number | null): number | null {
@@ -320,15 +344,16 @@ function parseLlama(k: Keys): LlamaConfig {
   const headDim = k.has('head_dim') ? k.int('head_dim') : headDimOf(k, hidden, heads, 'num_attention_heads');
   const attentionBias = k.bool('attention_bias', false);
   const isQwen2 = mt === 'qwen2';
+  const numLayers = k.int('num_hidden_layers', 32);
   let slidingWindow: number | null = null;
-  if (mt === 'mistral') slidingWindow = k.optInt('sliding_window', 4096);
-  if (isQwen2 && k.bool('use_sliding_window', false)) slidingWindow = k.optInt('sliding_window', 4096);
+  if (mt === 'mistral') slidingWindow = windowKey(k);
+  if (isQwen2 && k.bool('use_sliding_window', false)) slidingWindow = qwen2Window(k, numLayers);
   return {
     family: 'llama',
     ...common(k, k.raw),
     vocabSize: k.int('vocab_size', d.vocab),
     hiddenSize: hidden,
-    numLayers: k.int('num_hidden_layers', 32),
+    numLayers,
     numHeads: heads,
     headDim,
     intermediateSize: k.int('intermediate_size', d.inter),
@@ -346,6 +371,77 @@ function parseLlama(k: Keys): LlamaConfig {
     mlpBias: k.bool('mlp_bias', false),
     activation: k.activation('hidden_act', 'silu'),
     slidingWindow,
+  };
+}
+
+/**
+ * sliding_window: absent means the config class default (4096); an explicit null means no window
+ * (Mistral-7B-v0.2 and later ship `"sliding_window": null`), unlike most keys, where null is the default.
+ */
+function windowKey(k: Keys): number | null {
+  if (k.raw.sliding_window === null) return null;
+  return k.int('sliding_window', 4096);
+}
+
+/**
+ * Qwen2Config: with use_sliding_window, layer i uses the window when layer_types[i] is
+ * 'sliding_attention', by default when i ≥ max_window_layers (28). One attention bias serves every layer
+ * here, so a window is applied only when it covers all layers (none: full attention); a mix is refused.
+ */
+function qwen2Window(k: Keys, numLayers: number): number | null {
+  const window = windowKey(k);
+  if (window === null) return null;
+  let sliding: boolean[];
+  const lt = k.raw.layer_types;
+  if (Array.isArray(lt)) {
+    if (lt.length !== numLayers) throw new LmtuneError('CONFIG', `${k.source}: layer_types has ${lt.length} entries for ${numLayers} layers`);
+    sliding = lt.map((t) => t === 'sliding_attention');
+  } else {
+    const from = k.int('max_window_layers', 28, 0);
+    sliding = Array.from({ length: numLayers }, (_, i) => i >= from);
+  }
+  if (sliding.every((s) => !s)) return null;
+  if (sliding.every((s) => s)) return window;
+  throw new LmtuneError(
+    'UNSUPPORTED',
+    `${k.source}: use_sliding_window with a window on only ${sliding.filter((s) => s).length} of ${numLayers} layers (max_window_layers / layer_types) is not supported`,
+    'lmtune applies one attention mask to every layer: set max_window_layers to 0 (all layers) or use_sliding_window to false',
+  );
+}
+
+/**
+ * GemmaConfig (Gemma 1; model_type 'gemma'). The activation follows the rule transformers 4.38.2–4.47
+ * introduced with hidden_activation (PR #29402): hidden_activation when set, else gelu_pytorch_tanh,
+ * whatever hidden_act says. The Gemma 1.0 checkpoints ship hidden_act 'gelu' (exact GELU), which is not
+ * the activation they were trained with; transformers ≥ 4.48 reads hidden_act again and so runs those
+ * checkpoints with exact GELU. We keep the tanh approximation the weights expect.
+ */
+function parseGemma(k: Keys): GemmaConfig {
+  const heads = k.int('num_attention_heads', 16);
+  const kv = k.int('num_key_value_heads', 16);
+  if (heads % kv !== 0) {
+    throw new LmtuneError('CONFIG', `${k.source}: num_attention_heads ${heads} is not a multiple of num_key_value_heads ${kv}`);
+  }
+  return {
+    family: 'gemma',
+    ...common(k, k.raw),
+    vocabSize: k.int('vocab_size', 256000),
+    hiddenSize: k.int('hidden_size', 3072),
+    numLayers: k.int('num_hidden_layers', 28),
+    numHeads: heads,
+    headDim: k.int('head_dim', 256),
+    intermediateSize: k.int('intermediate_size', 24576),
+    maxPositions: k.int('max_position_embeddings', 8192),
+    tieWordEmbeddings: k.bool('tie_word_embeddings', true),
+    bosTokenId: k.optInt('bos_token_id', 2),
+    eosTokenId: k.optInt('eos_token_id', 1),
+    padTokenId: k.optInt('pad_token_id', 0),
+    numKvHeads: kv,
+    rmsNormEps: k.num('rms_norm_eps', 1e-6),
+    ropeTheta: k.ropeTheta(null, 10000),
+    ropeScaling: k.ropeScaling(),
+    attentionBias: k.bool('attention_bias', false),
+    activation: k.activation('hidden_activation', 'gelu_pytorch_tanh'),
   };
 }
 
@@ -435,7 +531,19 @@ export function parseModelConfig(raw: unknown, source: string): ModelConfig {
       return parseNeox(k);
     case 'roberta':
       return parseRoberta(k);
+    case 'gemma':
+      return parseGemma(k);
   }
+}
+
+/** key/value heads: grouped-query families state them; elsewhere every query head has its own */
+export function kvHeads(cfg: ModelConfig): number {
+  return cfg.family === 'llama' || cfg.family === 'gemma' ? cfg.numKvHeads : cfg.numHeads;
+}
+
+/** the sliding attention window (keys a query sees, itself included), or null for full attention */
+export function attentionWindow(cfg: ModelConfig): number | null {
+  return cfg.family === 'llama' ? cfg.slidingWindow : null;
 }
 
 /** Reads and parses `<dir>/config.json`. */
@@ -460,7 +568,7 @@ export interface ExpectedTensor {
 
 /** The prefix the *ForCausalLM / *ForMaskedLM classes put before the base model's tensors. */
 export function basePrefix(family: ModelFamily): string {
-  return { gpt2: 'transformer.', opt: 'model.', llama: 'model.', gpt_neox: 'gpt_neox.', roberta: 'roberta.' }[family];
+  return { gpt2: 'transformer.', opt: 'model.', llama: 'model.', gpt_neox: 'gpt_neox.', roberta: 'roberta.', gemma: 'model.' }[family];
 }
 
 /** Canonical name of the token embedding, which a tied head shares. */
@@ -471,12 +579,13 @@ export function embeddingName(cfg: ModelConfig): string {
     llama: 'model.embed_tokens.weight',
     gpt_neox: 'gpt_neox.embed_in.weight',
     roberta: 'roberta.embeddings.word_embeddings.weight',
+    gemma: 'model.embed_tokens.weight',
   }[cfg.family];
 }
 
 /** Canonical name of the LM head's weight (lm_head.weight, embed_out.weight, lm_head.decoder.weight). */
 export function headName(cfg: ModelConfig): string {
-  return { gpt2: 'lm_head.weight', opt: 'lm_head.weight', llama: 'lm_head.weight', gpt_neox: 'embed_out.weight', roberta: 'lm_head.decoder.weight' }[cfg.family];
+  return { gpt2: 'lm_head.weight', opt: 'lm_head.weight', llama: 'lm_head.weight', gpt_neox: 'embed_out.weight', roberta: 'lm_head.decoder.weight', gemma: 'lm_head.weight' }[cfg.family];
 }
 
 function gpt2Tensors(c: Gpt2Config): ExpectedTensor[] {
@@ -583,6 +692,35 @@ function llamaTensors(c: LlamaConfig): ExpectedTensor[] {
   return out;
 }
 
+function gemmaTensors(c: GemmaConfig): ExpectedTensor[] {
+  const H = c.hiddenSize;
+  const I = c.intermediateSize;
+  // head_dim is its own setting: q_proj/o_proj are heads·head_dim wide, which need not equal hidden_size
+  const q = c.numHeads * c.headDim;
+  const kv = c.numKvHeads * c.headDim;
+  const linear = (name: string, o: number, i: number, bias: boolean): ExpectedTensor[] => [
+    { name: `${name}.weight`, shape: [o, i] },
+    ...(bias ? [{ name: `${name}.bias`, shape: [o] }] : []),
+  ];
+  const out: ExpectedTensor[] = [{ name: 'model.embed_tokens.weight', shape: [c.vocabSize, H] }];
+  for (let i = 0; i < c.numLayers; i++) {
+    const p = `model.layers.${i}.`;
+    out.push(
+      { name: `${p}input_layernorm.weight`, shape: [H] },
+      ...linear(`${p}self_attn.q_proj`, q, H, c.attentionBias),
+      ...linear(`${p}self_attn.k_proj`, kv, H, c.attentionBias),
+      ...linear(`${p}self_attn.v_proj`, kv, H, c.attentionBias),
+      ...linear(`${p}self_attn.o_proj`, H, q, c.attentionBias),
+      { name: `${p}post_attention_layernorm.weight`, shape: [H] },
+      ...linear(`${p}mlp.gate_proj`, I, H, false),
+      ...linear(`${p}mlp.up_proj`, I, H, false),
+      ...linear(`${p}mlp.down_proj`, H, I, false),
+    );
+  }
+  out.push({ name: 'model.norm.weight', shape: [H] });
+  return out;
+}
+
 function neoxTensors(c: GptNeoxConfig): ExpectedTensor[] {
   const H = c.hiddenSize;
   const I = c.intermediateSize;
@@ -666,6 +804,9 @@ export function expectedTensors(cfg: ModelConfig): ExpectedTensor[] {
       break;
     case 'roberta':
       body = robertaTensors(cfg);
+      break;
+    case 'gemma':
+      body = gemmaTensors(cfg);
       break;
   }
   const head: ExpectedTensor = { name: headName(cfg), shape: [cfg.vocabSize, headIn] };
@@ -767,6 +908,7 @@ function mlpProbe(cfg: ModelConfig): { name: string; axis: number } {
     case 'opt':
       return { name: 'model.decoder.layers.0.fc1.weight', axis: 0 };
     case 'llama':
+    case 'gemma':
       return { name: 'model.layers.0.mlp.gate_proj.weight', axis: 0 };
     case 'gpt_neox':
       return { name: 'gpt_neox.layers.0.mlp.dense_h_to_4h.weight', axis: 0 };

@@ -13,7 +13,11 @@
  *                  under float32 noise. (Measured: ~2e-12 for every case; vs `logits` up to 4e-7, Llama.)
  * A plausible bug costs far more: in torch, tiling instead of interleaving repeat_kv gives 1.2, q|k|v as
  * blocks in NeoX 0.6, RoBERTa positions from 0 0.7, rms_norm_eps 1e-5 for 1e-6 3e-4, erf GELU for
- * gelu_new 2e-4 (relative errors against these fixtures).
+ * gelu_new 2e-4 (relative errors against these fixtures). For the later cases (lmtune with the config
+ * changed, or the torch reference changed): Mistral without its window 1.2, window 4 or 2 instead of 3
+ * 1.0 / 1.1, Qwen2 with the window on every layer 1.1, Gemma's gain w instead of 1 + w 1.0, no √d
+ * embedding factor 1.5, exact GELU for the gate 3e-4; before lmtune's rotary inv_freq repeated HF's float32
+ * steps, head_dim 6 (gemma-mqa-head-dim) missed the float64 bound by 2.4e-9.
  * Regenerate with scripts/fixtures/README.md.
  */
 import { test } from 'node:test';
@@ -41,7 +45,8 @@ interface Fixture {
 
 const DIR = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');
 
-// every family, plus the variant where its config switches matter (see scripts/fixtures/export-weights.ts)
+// every family, plus the variant where its config switches matter (see scripts/fixtures/export-weights.ts);
+// Mistral (sliding window) and Qwen2 (biases, window switch) are llama-family configs
 const CASES = [
   'gpt2',
   'gpt2-inverse-layer-idx',
@@ -53,6 +58,10 @@ const CASES = [
   'gpt_neox-sequential',
   'roberta',
   'roberta-untied',
+  'mistral-sliding',
+  'qwen2',
+  'gemma',
+  'gemma-mqa-head-dim',
 ];
 
 const TOL_HF = 1e-6;

@@ -140,6 +140,13 @@ export interface Architecture {
   body(ctx: ForwardContext): Value;
   /** final norm + LM head applied to rows of hidden states [N, H] → logits [N, V] */
   head(ctx: ForwardContext, h: Value): Value;
+  /**
+   * Causal LMs, whose head is a plain linear map: the features f [N, E] of hidden rows [N, H] (final norm,
+   * plus OPT's project_out), so that head(h) = f·Φᵀ. Conditional-mean features and Quad need f and Φ apart.
+   */
+  finalNorm?(ctx: ForwardContext, h: Value): Value;
+  /** causal LMs: the output embedding Φ [V, E], one row φ_w per word (the tied input embedding or lm_head) */
+  outputEmbedding?(ctx: ForwardContext): Value;
   /** is attention causal */
   readonly causal: boolean;
   /** position id rule: the table index for a token at real position p (or null: no learned positions) */

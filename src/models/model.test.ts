@@ -12,7 +12,7 @@ import { TransformerModel } from './model.ts';
 import { randomWeights, tinyConfig } from './testing.ts';
 import type { ModelFamily } from './config.ts';
 
-const FAMILIES: ModelFamily[] = ['gpt2', 'opt', 'llama', 'gpt_neox', 'roberta'];
+const FAMILIES: ModelFamily[] = ['gpt2', 'opt', 'llama', 'gpt_neox', 'roberta', 'gemma'];
 const seqs = [
   [5, 9, 13, 2, 7, 30],
   [11, 3, 8],
@@ -96,5 +96,64 @@ test('left padding: each row of a left-padded batch equals the row run alone (gp
       const nll = (await m.loss({ batch: alone, targets: padTargets([r.length - 2], [lab[b]!], 1), objective: { kind: 'token', weight: new Float32Array(1) } })).outputs.nll!;
       assert.ok(Math.abs(together[b]! - nll[0]!) < 1e-9, `${family} row ${b}: ${together[b]} vs ${nll[0]}`);
     }
+  }
+});
+
+test('gemma: `lmtune info` facts of a saved folder (describeCheckpoint): counts, tied head, head_dim ≠ hidden/heads', async () => {
+  const { describeCheckpoint } = await import('./checkpoint.ts');
+  const raw = tinyConfig('gemma', { num_key_value_heads: 1, head_dim: 6 });
+  const dir = mkdtempSync(join(tmpdir(), 'lmtune-gemma-info-'));
+  try {
+    TransformerModel.fromWeights(raw, randomWeights(raw, 4), null).save(dir);
+    const info = await describeCheckpoint(dir);
+    assert.equal(info.family, 'gemma');
+    assert.equal(info.tensorCheck, 'ok');
+    // by hand: embedding 61·16; per layer 2 norms (16 each), q 24·16, k and v 6·16, o 16·24, MLP 3·24·16; final norm
+    const perLayer = 2 * 16 + 24 * 16 + 2 * 6 * 16 + 16 * 24 + 3 * 24 * 16;
+    const want = 61 * 16 + 2 * perLayer + 16;
+    assert.equal(info.expectedParameters, want);
+    assert.equal(info.parameters, want);
+    assert.ok(info.notes.some((n) => n.includes('tied')), info.notes.join('; '));
+    assert.equal(info.config.headDim, 6);
+    assert.equal(info.config.numKvHeads, 1);
+    assert.equal(info.config.activation, 'gelu_pytorch_tanh');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('sliding window (Mistral, window 3): padded rows equal the rows alone, left and right, and ort agrees with ref', async () => {
+  const { packBatch } = await import('./batch.ts');
+  const { padTargets } = await import('./model.ts');
+  const raw = tinyConfig('llama', { model_type: 'mistral', architectures: ['MistralForCausalLM'], sliding_window: 3 });
+  const weights = randomWeights(raw, 13);
+  const ref = TransformerModel.fromWeights(raw, weights, null, { backend: 'ref' });
+  const ort = TransformerModel.fromWeights(raw, weights, null, { backend: 'ort', threads: 1 });
+  const rows = [[7, 3, 9, 12, 5, 40, 22], [4, 8, 19, 33, 6]];
+  const full = await ref.forwardAll(rows);
+  const V = raw.vocab_size as number;
+  // real positions only: a padding query past the window sees no key, and its (unused) output is a uniform
+  // average in float32 but not in float64
+  const real = (l: Float64Array): Float64Array => Float64Array.from(rows.flatMap((r, b) => [...l.subarray(b * full.seq * V, (b * full.seq + r.length) * V)]));
+  const e = maxRel(real((await ort.forwardAll(rows)).logits), real(full.logits));
+  assert.ok(e < 1e-4, `ort vs ref rel err ${e}`);
+  const idx = rows.map((r, b) => b * 8 + 6);
+  const lab = rows.map((r) => r[r.length - 1]!);
+  const left = (await ref.loss({ batch: packBatch(rows, { side: 'left', padId: 0, seq: 8 }), targets: padTargets(idx, lab, 2), objective: { kind: 'token', weight: new Float32Array(2) } })).outputs.nll!;
+  for (let b = 0; b < rows.length; b++) {
+    const r = rows[b]!;
+    const alone = await ref.forwardAll([r]);
+    for (let t = 0; t < r.length; t++) {
+      for (let v = 0; v < V; v++) {
+        const x = full.logits[(b * full.seq + t) * V + v]!;
+        const y = alone.logits[t * V + v]!;
+        assert.ok(Math.abs(x - y) < 1e-9 * Math.max(1, Math.abs(y)), `row ${b} right-padded differs at t=${t}`);
+      }
+    }
+    // left padding: −log softmax of the second-to-last position's logits at the last token
+    const row = alone.logits.subarray((r.length - 2) * V, (r.length - 1) * V);
+    const mx = Math.max(...row);
+    const nll = mx + Math.log(row.reduce((s, x) => s + Math.exp(x - mx), 0)) - row[lab[b]!]!;
+    assert.ok(Math.abs(left[b]! - nll) < 1e-9, `row ${b} left-padded: ${left[b]} vs ${nll}`);
   }
 });

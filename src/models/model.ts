@@ -13,13 +13,13 @@
  * positions: classification scoring touches a handful of rows of a 50k-wide vocabulary.
  */
 import { LmtuneError } from '../util/errors.ts';
-import { type Backend, type Executable, Graph, type Value, compile, grad, toFloat64, type Feeds } from '../engine/index.ts';
-import { type ModelConfig, checkTensors, loadModelConfig, parseModelConfig, reconcileWithTensors } from './config.ts';
+import { type Backend, type Executable, Graph, type Value, compile, grad, toFloat64, type Feeds, type OutputTensor } from '../engine/index.ts';
+import { type ModelConfig, attentionWindow, checkTensors, kvHeads, loadModelConfig, parseModelConfig, reconcileWithTensors } from './config.ts';
 import { loadCheckpointTensors, saveCheckpoint } from './checkpoint.ts';
 import { loadTokenizer } from './tokenizer.ts';
 import { WeightStore } from './weights.ts';
 import { ForwardContext, type Architecture, type ForwardInputs } from './forward.ts';
-import { attentionBias, packBatch, rotaryTables, roundUp, MASKED, type PackedBatch } from './batch.ts';
+import { attentionBias, decodeBias, packBatch, rotaryTables, roundUp, type PackedBatch } from './batch.ts';
 import type { ContinuationRequest, GenerateOptions, TextTokenizer } from './api.ts';
 import type { PeftSpec } from '../peft/spec.ts';
 import { gpt2 } from './arch/gpt2.ts';
@@ -27,8 +27,9 @@ import { opt } from './arch/opt.ts';
 import { llama } from './arch/llama.ts';
 import { gptNeox } from './arch/gpt-neox.ts';
 import { roberta } from './arch/roberta.ts';
+import { gemma } from './arch/gemma.ts';
 
-const ARCHS: Record<ModelConfig['family'], Architecture> = { gpt2, opt, llama, gpt_neox: gptNeox, roberta };
+const ARCHS: Record<ModelConfig['family'], Architecture> = { gpt2, opt, llama, gpt_neox: gptNeox, roberta, gemma };
 
 export interface ModelOptions {
   backend?: Backend;
@@ -37,6 +38,22 @@ export interface ModelOptions {
   sharedWeights?: boolean;
   /** rows per scoring batch */
   evalBatch?: number;
+}
+
+/** What a caller's head sees (`TransformerModel.runHead`). */
+export interface HeadContext {
+  g: Graph;
+  ctx: ForwardContext;
+  /** [B, T, H] body output, before the final norm */
+  hidden: Value;
+  /** hidden rows [K, H] at flat positions b·T + t */
+  rows(index: Value): Value;
+  /** final norm + LM head on rows [K, H] → [K, V] */
+  logits(rows: Value): Value;
+  /** logits of the candidate ids only [K, C] (the RoBERTa head included) */
+  candidateLogits(rows: Value, candIds: Value): Value;
+  /** the graph value of a weight or adapter, for `grad` */
+  param(name: string): Value;
 }
 
 /** targets: row-major positions (b·T + t) whose hidden state predicts `label` */
@@ -111,6 +128,7 @@ export class TransformerModel {
     const store = new WeightStore([], opts.sharedWeights ?? false);
     for (const [canonical, found] of check.resolved) {
       const t = tensors.get(found)!;
+      checkWeightValues(dir, found, t);
       store.set(canonical, t.shape, t.data);
     }
     const tok = opts.tokenizer === false ? null : await loadTokenizer(dir, cfg.family);
@@ -214,7 +232,7 @@ export class TransformerModel {
           const logits = this.restrictedHead(ctx, this.rows(ctx, h, index), g.input('cand_ids', [C], 'i64'));
           const nll = g.apply('cross_entropy', [logits, g.input('gold', [obj.examples], 'i64')], { ignoreIndex: -100 })[0]!;
           outputs.per_example = nll;
-          loss = nll.sum().div(obj.examples);
+          loss = this.exampleMean(g, nll, obj.examples);
           outputs.scores = logits;
         } else {
           const logits = this.arch.head(ctx, this.rows(ctx, h, index));
@@ -230,7 +248,7 @@ export class TransformerModel {
             const ce = g.apply('cross_entropy', [seqLogp, g.input('gold', [E], 'i64')], { ignoreIndex: -100 })[0]!;
             outputs.per_example = ce;
             outputs.scores = seqLogp;
-            loss = ce.sum().div(E);
+            loss = this.exampleMean(g, ce, E);
           }
         }
         outputs.loss = loss;
@@ -252,6 +270,15 @@ export class TransformerModel {
       this.remember(key, p);
     }
     return p;
+  }
+
+  /**
+   * The mean of per-example losses over the real examples only. Rows whose gold is ignored pad a
+   * partial batch to its shape bucket; dividing by the bucket instead of the real count made the
+   * last batch of a dev set count less, and the dev loss depend on the batch size.
+   */
+  private exampleMean(g: Graph, perExample: Value, E: number): Value {
+    return perExample.mul(g.input('example_weight', [E], 'f32')).sum();
   }
 
   private restrictedHead(ctx: ForwardContext, rows: Value, candIds: Value): Value {
@@ -283,7 +310,7 @@ export class TransformerModel {
     for (let i = 0; i < pos.length; i++) pos[i] = BigInt(this.arch.positionIndex(batch.positions[i]!, this.cfg));
     feeds.ids = batch.ids;
     feeds.positions = pos;
-    if (withBias) feeds.bias = attentionBias(batch, this.arch.causal, this.prefixSlots());
+    if (withBias) feeds.bias = attentionBias(batch, this.arch.causal, this.prefixSlots(), attentionWindow(this.cfg));
     const rot = this.arch.rotary(this.cfg);
     if (rot) {
       const t = rotaryTables(batch, rot.dim, rot.theta, rot.scale);
@@ -309,6 +336,7 @@ export class TransformerModel {
       feeds.cand_ids = BigInt64Array.from(objective.candIds, (x) => BigInt(x));
       feeds.gold = BigInt64Array.from(objective.gold, (x) => BigInt(x));
     }
+    if (objective.kind !== 'token') feeds.example_weight = exampleWeights(objective.gold);
     for (const k of Object.keys(feeds)) if (!built.inputNames.has(k) && !built.paramNames.includes(k)) delete feeds[k];
     const out = await built.exe.run(feeds);
     const loss = toFloat64(out.loss!)[0]!;
@@ -323,6 +351,40 @@ export class TransformerModel {
     const outputs: Record<string, Float64Array> = {};
     for (const k of ['nll', 'scores', 'per_example']) if (out[k]) outputs[k] = toFloat64(out[k]!);
     return { loss, grads, outputs };
+  }
+
+  /**
+   * Attach a caller's head to the body: analyses (LESS gradient features, eNTK Jacobians, feature probes)
+   * build their own outputs and gradients on the hidden states without the model knowing about them.
+   * `key` names the head and every shape it adds beyond B and T; the compiled graph is cached under it.
+   */
+  async runHead(key: string, batch: PackedBatch, build: (h: HeadContext) => Record<string, Value>, feeds: Feeds = {}): Promise<Record<string, OutputTensor>> {
+    const B = batch.batch;
+    const T = batch.seq;
+    const cacheKey = `head|${key}|${B}|${T}`;
+    let p = this.cache.get(cacheKey);
+    if (!p) {
+      p = (async () => {
+        const g = new Graph('head');
+        const ctx = this.context(g, this.forwardInputs(g, B, T));
+        const hidden = this.arch.body(ctx);
+        const head: HeadContext = {
+          g,
+          ctx,
+          hidden,
+          rows: (index) => this.rows(ctx, hidden, index),
+          logits: (rows) => this.arch.head(ctx, rows),
+          candidateLogits: (rows, candIds) => this.restrictedHead(ctx, rows, candIds),
+          param: (name) => ctx.w(name),
+        };
+        return this.finish(g, ctx, build(head));
+      })();
+      this.remember(cacheKey, p);
+    }
+    const built = await p;
+    const all = { ...this.baseFeeds(built, batch), ...feeds };
+    for (const k of Object.keys(all)) if (!built.inputNames.has(k) && !built.paramNames.includes(k)) delete all[k];
+    return built.exe.run(all);
   }
 
   /**
@@ -371,7 +433,7 @@ export class TransformerModel {
     const built = await this.finish(g, ctx, outputs);
     const batch = packBatch([[...ids]], { side: 'right', padId: this.padId(), seq: T });
     const feeds = this.baseFeeds(built, batch, false);
-    feeds.kv_bias = attentionBias(batch, this.arch.causal, 0);
+    feeds.kv_bias = attentionBias(batch, this.arch.causal, 0, attentionWindow(this.cfg));
     const out = await built.exe.run(feeds);
     return ctx.capturedKv.map((_, l) => ({ k: toFloat64(out[`k${l}`]!), v: toFloat64(out[`v${l}`]!) }));
   }
@@ -457,9 +519,9 @@ export class TransformerModel {
         ctx.captureKv = true;
         ctx.past = [];
         const L = this.cfg.numLayers;
-        const kvHeads = this.cfg.family === 'llama' ? this.cfg.numKvHeads : this.cfg.numHeads;
+        const Hkv = kvHeads(this.cfg);
         for (let l = 0; l < L; l++) {
-          ctx.past.push({ k: g.input(`past_k${l}`, [1, kvHeads, P, this.cfg.headDim]), v: g.input(`past_v${l}`, [1, kvHeads, P, this.cfg.headDim]) });
+          ctx.past.push({ k: g.input(`past_k${l}`, [1, Hkv, P, this.cfg.headDim]), v: g.input(`past_v${l}`, [1, Hkv, P, this.cfg.headDim]) });
         }
         const h = this.arch.body(ctx);
         const last = this.rows(ctx, h, g.input('last', [1], 'i64'));
@@ -484,11 +546,11 @@ export class TransformerModel {
     let ids = [...prompt];
     if (ids.length + maxNew > budget) ids = ids.slice(ids.length + maxNew - budget);
     const P = roundUp(ids.length + maxNew, 32); // cache capacity
-    const kvHeads = this.cfg.family === 'llama' ? this.cfg.numKvHeads : this.cfg.numHeads;
+    const Hkv = kvHeads(this.cfg);
     const D = this.cfg.headDim;
     const L = this.cfg.numLayers;
-    const cacheK = Array.from({ length: L }, () => new Float32Array(kvHeads * P * D));
-    const cacheV = Array.from({ length: L }, () => new Float32Array(kvHeads * P * D));
+    const cacheK = Array.from({ length: L }, () => new Float32Array(Hkv * P * D));
+    const cacheV = Array.from({ length: L }, () => new Float32Array(Hkv * P * D));
     let filled = 0;
     const generated: number[] = [];
     const eos = this.tokenizer.eosId;
@@ -501,14 +563,7 @@ export class TransformerModel {
       // positions continue after the cache
       for (let i = 0; i < pending.length; i++) batch.positions[i] = filled + i;
       const feeds = this.baseFeeds(built, batch, false);
-      const S = this.prefixSlots() + P + T;
-      const bias = new Float32Array(T * S).fill(MASKED);
-      for (let i = 0; i < T; i++) {
-        for (let j = 0; j < this.prefixSlots(); j++) bias[i * S + j] = 0;
-        for (let j = 0; j < filled; j++) bias[i * S + this.prefixSlots() + j] = 0;
-        for (let j = 0; j <= Math.min(i, pending.length - 1); j++) bias[i * S + this.prefixSlots() + P + j] = 0;
-      }
-      feeds.bias = bias;
+      feeds.bias = decodeBias(T, pending.length, filled, P, this.prefixSlots(), attentionWindow(this.cfg));
       feeds.last = [pending.length - 1];
       for (let l = 0; l < L; l++) {
         feeds[`past_k${l}`] = cacheK[l]!;
@@ -519,7 +574,7 @@ export class TransformerModel {
       for (let l = 0; l < L; l++) {
         for (const [src, dst] of [[out[`k${l}`]!, cacheK[l]!], [out[`v${l}`]!, cacheV[l]!]] as const) {
           const d = toFloat64(src);
-          for (let hh = 0; hh < kvHeads; hh++) {
+          for (let hh = 0; hh < Hkv; hh++) {
             for (let i = 0; i < pending.length; i++) {
               for (let e = 0; e < D; e++) dst[(hh * P + filled + i) * D + e] = d[(hh * T + i) * D + e]!;
             }
@@ -548,4 +603,28 @@ export function padTargets(index: readonly number[], label: readonly number[], K
   idx.set(index);
   lab.set(label);
   return { index: idx, label: lab };
+}
+
+/** 1/n for each of the n examples whose gold is not the ignore index (-100), 0 for padding rows */
+export function exampleWeights(gold: Int32Array): Float32Array {
+  let n = 0;
+  for (const y of gold) if (y !== -100) n++;
+  const w = new Float32Array(gold.length);
+  for (let i = 0; i < gold.length; i++) if (gold[i] !== -100) w[i] = 1 / n;
+  return w;
+}
+
+const FLOAT_DTYPES = new Set(['F32', 'F16', 'BF16', 'F64']);
+
+/**
+ * A weight stored as integers, or holding NaN/Inf, would load as numbers and compute garbage without a
+ * word: both are refused, naming the folder and tensor.
+ */
+function checkWeightValues(dir: string, name: string, t: { dtype: string; data: Float32Array }): void {
+  if (!FLOAT_DTYPES.has(t.dtype)) {
+    throw new LmtuneError('CHECKPOINT', `${dir}: tensor '${name}' is stored as ${t.dtype}; model weights must be floating point (F32, F16, BF16 or F64)`, 'the file is corrupted or was saved from a quantized model, which lmtune does not load');
+  }
+  let bad = 0;
+  for (let i = 0; i < t.data.length; i++) if (!Number.isFinite(t.data[i]!)) bad++;
+  if (bad > 0) throw new LmtuneError('CHECKPOINT', `${dir}: tensor '${name}' holds ${bad} NaN/Inf value(s) of ${t.data.length}`, 'the checkpoint is corrupted or comes from a diverged run; use an earlier checkpoint');
 }

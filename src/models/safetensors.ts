@@ -12,6 +12,7 @@ import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameS
 import { endianness } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { LmtuneError } from '../util/errors.ts';
+import { duplicateKey } from '../util/json-dupes.ts';
 
 /** Bytes per element of every dtype the format defines. */
 const DTYPE_BYTES: Readonly<Record<string, number>> = {
@@ -68,8 +69,8 @@ export interface LoadedTensor {
 export interface TensorToWrite {
   shape: readonly number[];
   data: Float32Array;
-  /** storage dtype; F32 unless given */
-  dtype?: WritableDtype;
+  /** storage dtype; F32 unless given (I64: integer data such as labels, stored exactly) */
+  dtype?: WritableDtype | 'I64';
 }
 
 function bad(path: string, what: string): never {
@@ -113,6 +114,8 @@ function parseHeaderJson(path: string, bytes: Uint8Array, fileBytes: number, hea
     bad(path, `header is not valid JSON (${(e as Error).message})`);
   }
   if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) bad(path, 'header is not a JSON object');
+  const dup = duplicateKey(text);
+  if (dup) bad(path, `header lists ${dup.path.length > 0 ? `key "${dup.key}" of tensor '${dup.path[0]}'` : `tensor '${dup.key}'`} twice`);
   const dataStart = 8 + headerBytes;
   const dataBytes = fileBytes - dataStart;
   const tensors = new Map<string, TensorInfo>();
@@ -201,7 +204,7 @@ function halfToFloat(h: number): number {
 
 /** All 65536 f16 values, built once: converting a table lookup per element is ~10x faster than bit math. */
 let HALF_TABLE: Float32Array | null = null;
-function halfTable(): Float32Array {
+export function halfTable(): Float32Array {
   if (!HALF_TABLE) {
     HALF_TABLE = new Float32Array(65536);
     for (let i = 0; i < 65536; i++) HALF_TABLE[i] = halfToFloat(i);
@@ -283,7 +286,7 @@ export function readSafetensors(path: string, only?: ReadonlySet<string>): { hea
 }
 
 /** f32 → f16 bits with round-to-nearest-even, the rounding numpy and torch use. */
-function floatToHalf(bitsOfF32: number): number {
+export function floatToHalf(bitsOfF32: number): number {
   const sign = (bitsOfF32 >>> 16) & 0x8000;
   const exp = (bitsOfF32 >>> 23) & 0xff;
   let mant = bitsOfF32 & 0x7fffff;
@@ -307,10 +310,18 @@ function floatToHalf(bitsOfF32: number): number {
   return (sign | (e << 10) | halfMant) + up;
 }
 
-function encodeTensor(t: TensorToWrite, dtype: WritableDtype): Uint8Array {
+function encodeTensor(t: TensorToWrite, dtype: WritableDtype | 'I64'): Uint8Array {
   const n = t.data.length;
   // writes are synchronous, so F32 data is written straight from the caller's memory, without a copy
   if (dtype === 'F32') return new Uint8Array(t.data.buffer, t.data.byteOffset, n * 4);
+  if (dtype === 'I64') {
+    const ints = new BigInt64Array(n);
+    for (let i = 0; i < n; i++) {
+      if (!Number.isInteger(t.data[i])) throw new LmtuneError('CHECKPOINT', `an I64 tensor holds the non-integer ${t.data[i]} at index ${i}`);
+      ints[i] = BigInt(t.data[i]!);
+    }
+    return new Uint8Array(ints.buffer);
+  }
   const bits = new Uint32Array(t.data.buffer, t.data.byteOffset, n);
   const out = new Uint16Array(n);
   if (dtype === 'F16') {
@@ -347,7 +358,7 @@ export function writeSafetensors(
     if (name === '__metadata__') throw new LmtuneError('CHECKPOINT', `${path}: a tensor may not be named __metadata__`);
     if (name in header) throw new LmtuneError('CHECKPOINT', `${path}: tensor '${name}' is given twice`);
     const dtype = t.dtype ?? 'F32';
-    if (!(dtype === 'F32' || dtype === 'F16' || dtype === 'BF16')) throw new LmtuneError('CHECKPOINT', `${path}: tensor '${name}': cannot write dtype ${String(dtype)}`);
+    if (!(dtype === 'F32' || dtype === 'F16' || dtype === 'BF16' || dtype === 'I64')) throw new LmtuneError('CHECKPOINT', `${path}: tensor '${name}': cannot write dtype ${String(dtype)}`);
     const n = t.shape.reduce((p, d) => p * d, 1);
     if (!t.shape.every(isNonNegInt) || n !== t.data.length) {
       throw new LmtuneError('SHAPE', `${path}: tensor '${name}' has shape [${t.shape.join(', ')}] (${n} elements) but ${t.data.length} values`);

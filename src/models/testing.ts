@@ -16,6 +16,8 @@ export function tinyConfig(family: ModelFamily, over: Record<string, unknown> = 
       return { model_type: 'gpt_neox', architectures: ['GPTNeoXForCausalLM'], hidden_size: 16, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 2, max_position_embeddings: 64, rotary_pct: 0.5, rotary_emb_base: 10000, use_parallel_residual: true, layer_norm_eps: 1e-5, hidden_act: 'gelu', tie_word_embeddings: false, ...common, ...over };
     case 'roberta':
       return { model_type: 'roberta', architectures: ['RobertaForMaskedLM'], hidden_size: 16, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 4, max_position_embeddings: 66, type_vocab_size: 1, layer_norm_eps: 1e-5, hidden_act: 'gelu', ...common, pad_token_id: 1, bos_token_id: 0, ...over };
+    case 'gemma':
+      return { model_type: 'gemma', architectures: ['GemmaForCausalLM'], hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 4, max_position_embeddings: 64, rms_norm_eps: 1e-6, rope_theta: 10000, hidden_activation: 'gelu_pytorch_tanh', tie_word_embeddings: true, ...common, ...over };
   }
 }
 

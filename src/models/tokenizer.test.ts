@@ -118,3 +118,31 @@ test('unusable folders and ids fail with a clear error', async () => {
   const t = await loadTokenizer(join(M, 'tiny-random-gpt2'));
   assert.throws(() => t.decode([1000]), (e: unknown) => e instanceof LmtuneError && e.code === 'TOKENIZER' && e.message.includes('1000'));
 });
+
+test('gemma: <bos>/<eos>/<pad> from the family defaults; GemmaTokenizer prepends <bos> unless add_bos_token is false', async () => {
+  // a minimal Gemma-shaped tokenizer.json: specials at Gemma's ids (<pad> 0, <eos> 1, <bos> 2, <unk> 3), no post-processor
+  const specials = ['<pad>', '<eos>', '<bos>', '<unk>'];
+  const tokenizerJson = {
+    version: '1.0',
+    added_tokens: specials.map((content, id) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
+    normalizer: { type: 'Replace', pattern: { String: ' ' }, content: '▁' },
+    pre_tokenizer: null,
+    post_processor: null,
+    decoder: { type: 'Sequence', decoders: [{ type: 'Replace', pattern: { String: '▁' }, content: ' ' }, { type: 'ByteFallback' }, { type: 'Fuse' }] },
+    model: { type: 'BPE', dropout: null, unk_token: '<unk>', fuse_unk: true, byte_fallback: false, vocab: Object.fromEntries([...specials, 'h', 'i', 'hi', '▁', '▁hi'].map((t, id) => [t, id])), merges: ['h i', '▁ hi'] },
+  };
+  const dir = tmp();
+  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tokenizerJson));
+  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ tokenizer_class: 'GemmaTokenizer' }));
+  const g = await loadTokenizer(dir, 'gemma');
+  assert.deepEqual([g.bosId, g.eosId, g.padId], [2, 1, 0]);
+  assert.deepEqual(g.encode('hi hi'), [6, 8]);
+  assert.deepEqual(g.encode('hi hi', { addSpecialTokens: true }), [2, 6, 8]);
+  assert.equal(g.decode(g.encode('hi hi')), 'hi hi');
+  // the family is read from tokenizer_class when no config.json names it
+  const byClass = await loadTokenizer(dir);
+  assert.equal(byClass.family, 'gemma');
+  assert.deepEqual(byClass.encode('hi', { addSpecialTokens: true }), [2, 6]);
+  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ tokenizer_class: 'GemmaTokenizer', add_bos_token: false }));
+  assert.deepEqual((await loadTokenizer(dir, 'gemma')).encode('hi', { addSpecialTokens: true }), [6]);
+});

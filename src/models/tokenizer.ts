@@ -87,12 +87,14 @@ const FAMILY_SPECIALS: Readonly<Record<ModelFamily, SpecialDefaults>> = {
   opt: { bos_token: '</s>', eos_token: '</s>', unk_token: '</s>', pad_token: '<pad>' },
   llama: { bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>' },
   roberta: { bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>', pad_token: '<pad>', mask_token: '<mask>', cls_token: '<s>', sep_token: '</s>' },
+  gemma: { bos_token: '<bos>', eos_token: '<eos>', unk_token: '<unk>', pad_token: '<pad>' },
 };
 
 /** Without a family, guess the naming convention from which tokens the vocabulary has. */
 function guessSpecials(has: (t: string) => boolean): SpecialDefaults {
   if (has('<|endoftext|>')) return FAMILY_SPECIALS.gpt2;
   if (has('<mask>')) return FAMILY_SPECIALS.roberta;
+  if (has('<bos>') && has('<eos>')) return FAMILY_SPECIALS.gemma;
   if (has('<s>')) return FAMILY_SPECIALS.llama;
   return {};
 }
@@ -109,6 +111,7 @@ function familyFromTokenizerClass(tc: Json): ModelFamily | undefined {
   if (/^Roberta/.test(cls)) return 'roberta';
   if (/^(Code)?Llama/.test(cls)) return 'llama';
   if (/^GPTNeoX/.test(cls)) return 'gpt_neox';
+  if (/^Gemma/.test(cls)) return 'gemma';
   if (/^GPT2/.test(cls)) return 'gpt2';
   return undefined;
 }
@@ -296,7 +299,13 @@ export class HfTextTokenizer implements TextTokenizer {
   }
 
   encode(text: string, opts?: { addSpecialTokens?: boolean }): number[] {
-    const ids = this.tok.encode(text, { add_special_tokens: false }).ids;
+    let ids: number[];
+    try {
+      ids = this.tok.encode(text, { add_special_tokens: false }).ids;
+    } catch (e) {
+      // the library checks a component only when it runs: a malformed one fails here, not at load
+      throw tokErr(`${this.dir}: the tokenizer failed on ${JSON.stringify(text.slice(0, 40))} (${(e as Error).message}); its tokenizer files are malformed`);
+    }
     for (const id of ids) {
       if (id === undefined || id === null) throw tokErr(`${this.dir}: the tokenizer produced a token outside the vocabulary for ${JSON.stringify(text.slice(0, 40))} (no unk token)`);
     }
@@ -312,7 +321,11 @@ export class HfTextTokenizer implements TextTokenizer {
         throw tokErr(`${this.dir}: cannot decode token id ${id} (vocabulary has ${this.vocabSize} ids)`);
       }
     }
-    return this.tok.decode([...ids], { skip_special_tokens: opts?.skipSpecialTokens ?? false, clean_up_tokenization_spaces: false });
+    try {
+      return this.tok.decode([...ids], { skip_special_tokens: opts?.skipSpecialTokens ?? false, clean_up_tokenization_spaces: false });
+    } catch (e) {
+      throw tokErr(`${this.dir}: the tokenizer failed to decode ${ids.length} ids (${(e as Error).message}); its tokenizer files are malformed`);
+    }
   }
 
   tokenToId(token: string): number | null {
@@ -373,6 +386,12 @@ function decideTemplate(
       if ('add_bos_token' in tc || 'add_eos_token' in tc || /^(Code)?LlamaTokenizer/.test(cls)) return flags(true, 'llama');
       break;
     }
+    case 'gemma': {
+      // GemmaTokenizer(Fast) rebuilds its post-processor from the same flags as Llama's: <bos> first by default
+      const cls = typeof tc.tokenizer_class === 'string' ? tc.tokenizer_class : '';
+      if ('add_bos_token' in tc || 'add_eos_token' in tc || /^GemmaTokenizer/.test(cls)) return flags(true, 'gemma');
+      break;
+    }
     default:
       break;
   }
@@ -430,6 +449,9 @@ export async function loadTokenizer(dir: string, family?: ModelFamily): Promise<
   let tok: Tokenizer;
   try {
     tok = new Tokenizer(tj, tc);
+    // every component (normalizer, pre-tokenizer, model, post-processor, decoder) runs once now, so a
+    // malformed file is refused at load, naming it, rather than with a TypeError in the middle of a run
+    tok.decode(tok.encode('Hello, world 1 é', { add_special_tokens: false }).ids, { skip_special_tokens: false });
   } catch (e) {
     throw tokErr(`${file}: the tokenizer could not be built (${(e as Error).message})`);
   }

@@ -9,6 +9,7 @@
  * it and `openTrajectoryForAppend` truncates it away. Numbers are written with JavaScript's shortest
  * round-trip formatting (−0 as "-0"), so every float64 projected gradient reads back exactly.
  */
+import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync, writeSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { LmtuneError } from '../util/errors.ts';
@@ -17,7 +18,26 @@ import type { ParamList } from './types.ts';
 import { Z_GENERATOR, type ZDistribution } from './zstream.ts';
 
 export const TRAJECTORY_FORMAT = 'lmtune-mezo-trajectory';
-export const TRAJECTORY_VERSION = 1;
+/**
+ * Version 2 seals every line with a hash chain: `"chk"` (last key) is the first 16 hex digits of
+ * sha256(previous line's chk + "\n" + the line up to that key), the header's with an empty previous. An
+ * edited seed, gradient or lr, or a line removed, moved or copied from another run, breaks the chain at
+ * that line, and reading refuses it there. Version 1 files (no chk) are still read, unverified: a run
+ * recorded before the chain existed stays replayable, and `verified: false` says so.
+ */
+export const TRAJECTORY_VERSION = 2;
+const READABLE_VERSIONS = [1, 2];
+const CHK_RE = /,"chk":"([0-9a-f]{16})"}$/;
+
+function chainHash(prev: string, body: string): string {
+  return createHash('sha256').update(`${prev}\n${body}`).digest('hex').slice(0, 16);
+}
+
+/** `body` is a JSON object's text without its closing brace */
+function seal(body: string, prev: string): { line: string; chk: string } {
+  const chk = chainHash(prev, body);
+  return { line: `${body},"chk":"${chk}"}`, chk };
+}
 
 export interface TrajectoryHeader {
   format: typeof TRAJECTORY_FORMAT;
@@ -35,6 +55,10 @@ export interface TrajectoryRecord extends MezoUpdate {
 export interface Trajectory {
   header: TrajectoryHeader;
   records: TrajectoryRecord[];
+  /** the file it was read from (errors during replay name its lines) */
+  path?: string;
+  /** every line's hash chain checked (false for version-1 files, which have none) */
+  verified?: boolean;
 }
 
 export function trajectoryHeader(opt: MezoOptimizer): TrajectoryHeader {
@@ -65,8 +89,16 @@ function num(x: number, what: string): string {
   return Object.is(x, -0) ? '-0' : String(x);
 }
 
-/** One record as its JSON line (with the newline); fixed key order, so equal records give equal bytes. */
-export function formatRecord(r: TrajectoryRecord): string {
+/**
+ * One record as its JSON line (with the newline); fixed key order, so equal records give equal bytes.
+ * `prev` is the previous line's chk (hash chain); without it the line is unsealed (version 1).
+ */
+export function formatRecord(r: TrajectoryRecord, prev?: string): string {
+  const body = recordBody(r);
+  return prev === undefined ? `${body}}\n` : `${seal(body, prev).line}\n`;
+}
+
+function recordBody(r: TrajectoryRecord): string {
   const seeds = r.seeds.map((s) => {
     if (!Number.isSafeInteger(s) || s < 0) throw new LmtuneError('CONFIG', `trajectory: seed ${s} is not an integer in [0, 2^53)`);
     return String(s);
@@ -74,7 +106,7 @@ export function formatRecord(r: TrajectoryRecord): string {
   const grads = r.grads.map((g) => num(g, `projected gradient of step ${r.step}`));
   return (
     `{"step":${r.step},"seeds":[${seeds.join(',')}],"grads":[${grads.join(',')}],` +
-    `"lr":${num(r.lr, 'lr')},"eps":${num(r.eps, 'eps')},"weightDecay":${num(r.weightDecay, 'weight decay')},"distribution":${JSON.stringify(r.distribution)}}\n`
+    `"lr":${num(r.lr, 'lr')},"eps":${num(r.eps, 'eps')},"weightDecay":${num(r.weightDecay, 'weight decay')},"distribution":${JSON.stringify(r.distribution)}`
   );
 }
 
@@ -103,12 +135,16 @@ function parseRecord(line: string, where: string): TrajectoryRecord {
 function parseHeader(line: string, where: string): TrajectoryHeader {
   const h = JSON.parse(line) as Partial<TrajectoryHeader>;
   if (h.format !== TRAJECTORY_FORMAT) throw new LmtuneError('CHECKPOINT', `${where}: not an lmtune MeZO trajectory (format "${String(h.format)}")`);
-  if (h.version !== TRAJECTORY_VERSION) throw new LmtuneError('CHECKPOINT', `${where}: trajectory version ${h.version} is not supported (expected ${TRAJECTORY_VERSION})`);
+  if (typeof h.version !== 'number' || !READABLE_VERSIONS.includes(h.version)) throw new LmtuneError('CHECKPOINT', `${where}: trajectory version ${h.version} is not supported (this lmtune reads ${READABLE_VERSIONS.join(', ')})`);
   if (h.generator !== Z_GENERATOR) {
     throw new LmtuneError('CHECKPOINT', `${where}: written with z generator "${h.generator}", this lmtune has "${Z_GENERATOR}"`, 'replay it with the lmtune version that wrote it');
   }
-  if (h.config === undefined || !Array.isArray(h.params)) throw new LmtuneError('CHECKPOINT', `${where}: header lacks config or params`);
-  return h as TrajectoryHeader;
+  if (h.config === null || typeof h.config !== 'object' || !Array.isArray(h.params)) throw new LmtuneError('CHECKPOINT', `${where}: header lacks config or params`);
+  h.params.forEach((p, i) => {
+    if (!p || typeof p !== 'object' || typeof p.name !== 'string' || !Number.isSafeInteger(p.size) || p.size < 0) throw new LmtuneError('CHECKPOINT', `${where}: params[${i}] is not {name, size}`);
+  });
+  const { chk: _chk, ...header } = h as TrajectoryHeader & { chk?: string };
+  return header;
 }
 
 interface Scan {
@@ -118,6 +154,20 @@ interface Scan {
   /** byte offset just after record k (index k), header end at index -1 → offsets[0] */
   ends: number[];
   tornBytes: number;
+  /** the last sealed line's chk (the chain continues from it) */
+  lastChk: string;
+  /** chk of each complete line (parallel to ends; '' for version 1) */
+  chks: string[];
+}
+
+/** checks a version-2 line's seal; returns its chk */
+function unseal(text: string, prev: string, where: string): string {
+  const m = CHK_RE.exec(text);
+  if (!m) throw new LmtuneError('CHECKPOINT', `${where}: no "chk" hash-chain field (version 2 seals every line)`, 'the line was edited or comes from another file; the trajectory cannot be trusted from here on');
+  if (chainHash(prev, text.slice(0, m.index)) !== m[1]) {
+    throw new LmtuneError('CHECKPOINT', `${where}: the hash chain breaks here: the line was edited, or lines were removed, reordered or copied from another run`, 'replay only what was recorded: restore the original file, or replay the steps before this line with --steps');
+  }
+  return m[1]!;
 }
 
 function scan(path: string): Scan {
@@ -128,6 +178,8 @@ function scan(path: string): Scan {
   const records: TrajectoryRecord[] = [];
   let pos = 0;
   let lineNo = 0;
+  let prev = '';
+  const chks: string[] = [];
   while (pos < buf.length) {
     const nl = buf.indexOf(0x0a, pos);
     const complete = nl >= 0;
@@ -151,11 +203,14 @@ function scan(path: string): Scan {
       if (rec.step !== records.length) throw new LmtuneError('CHECKPOINT', `${where}: expected step ${records.length}, found ${rec.step}`);
       records.push(rec);
     }
+    if (header !== null && header.version >= 2) prev = unseal(text, prev, where);
+    chks.push(prev);
     ends.push(end);
     pos = end;
   }
   const validBytes = ends.length > 0 ? ends[ends.length - 1]! : 0;
-  return { trajectory: header === null ? null : { header, records }, validBytes, ends, tornBytes: buf.length - validBytes };
+  const trajectory = header === null ? null : { header, records, path, verified: header.version >= 2 };
+  return { trajectory, validBytes, ends, tornBytes: buf.length - validBytes, lastChk: prev, chks };
 }
 
 /** Reads a trajectory, ignoring a torn last line (reported as tornBytes). */
@@ -179,6 +234,8 @@ export class TrajectoryWriter {
     fd: number,
     nextStep: number,
     private readonly sync: boolean,
+    /** the chain's last chk; undefined when continuing an unsealed version-1 file */
+    private prev: string | undefined,
   ) {
     this.fd = fd;
     this.nextStep = nextStep;
@@ -188,8 +245,9 @@ export class TrajectoryWriter {
   static create(path: string, header: TrajectoryHeader, opts: AppendOptions = {}): TrajectoryWriter {
     mkdirSync(dirname(path), { recursive: true });
     const fd = openSync(path, 'w');
-    const w = new TrajectoryWriter(path, fd, 0, opts.fsync ?? true);
-    w.writeLine(JSON.stringify(header) + '\n');
+    const { line, chk } = seal(JSON.stringify({ ...header, version: TRAJECTORY_VERSION }).slice(0, -1), '');
+    const w = new TrajectoryWriter(path, fd, 0, opts.fsync ?? true, chk);
+    w.writeLine(line + '\n');
     fsyncDir(dirname(path));
     return w;
   }
@@ -212,13 +270,20 @@ export class TrajectoryWriter {
     fsyncSync(fd);
     closeSync(fd);
     const afd = openSync(path, 'a');
-    const trajectory = { header: s.trajectory.header, records: s.trajectory.records.slice(0, keep) };
-    return { writer: new TrajectoryWriter(path, afd, keep, opts.fsync ?? true), trajectory };
+    const trajectory = { ...s.trajectory, records: s.trajectory.records.slice(0, keep) };
+    const prev = s.trajectory.header.version >= 2 ? s.chks[keep]! : undefined;
+    return { writer: new TrajectoryWriter(path, afd, keep, opts.fsync ?? true, prev), trajectory };
   }
 
   append(r: TrajectoryRecord): void {
     if (r.step !== this.nextStep) throw new LmtuneError('RUNTIME', `trajectory ${this.path}: appending step ${r.step}, expected ${this.nextStep}`);
-    this.writeLine(formatRecord(r));
+    const body = recordBody(r);
+    if (this.prev === undefined) this.writeLine(`${body}}\n`);
+    else {
+      const { line, chk } = seal(body, this.prev);
+      this.writeLine(`${line}\n`);
+      this.prev = chk;
+    }
     this.nextStep++;
   }
 
@@ -273,13 +338,29 @@ export async function replayTrajectory(
   trajectory: Trajectory,
   opts: { runner?: PassRunner; optimizer?: MezoOptimizer; from?: number; to?: number; onStep?: (step: number) => void } = {},
 ): Promise<MezoOptimizer> {
-  const opt = opts.optimizer ?? optimizerForTrajectory(params, trajectory.header, opts.runner);
+  const src = trajectory.path ?? 'trajectory';
   const from = opts.from ?? 0;
   const to = opts.to ?? trajectory.records.length;
-  for (let k = from; k < to; k++) {
-    const r = trajectory.records[k]!;
-    await opt.replay(r);
-    opts.onStep?.(r.step);
+  let k = from;
+  try {
+    const opt = opts.optimizer ?? optimizerForTrajectory(params, trajectory.header, opts.runner);
+    for (; k < to; k++) {
+      const r = trajectory.records[k]!;
+      await opt.replay(r);
+      // a logged scalar (lr, projected gradient) that overflows the weights must not replay into a NaN model
+      for (const p of params) {
+        for (let i = 0; i < p.data.length; i++) {
+          if (!Number.isFinite(p.data[i]!)) {
+            throw new LmtuneError('NUMERIC', `${src}:${k + 2}: replaying step ${r.step} makes weight '${p.name}'[${i}] ${p.data[i]} (lr ${r.lr}, projected gradients ${JSON.stringify(r.grads)})`, 'the trajectory is corrupt or belongs to other weights; replay the steps before it with --steps');
+          }
+        }
+      }
+      opts.onStep?.(r.step);
+    }
+    return opt;
+  } catch (e) {
+    // errors from the optimizer name the step but not the file: say which file (and line)
+    if (e instanceof LmtuneError && !e.message.includes(src)) throw new LmtuneError(e.code, `${src}${k < to ? `:${k + 2}` : ''}: ${e.message}`, e.hint);
+    throw e;
   }
-  return opt;
 }

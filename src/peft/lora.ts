@@ -17,6 +17,7 @@ export const DEFAULT_LORA_TARGETS: Record<ModelConfig['family'], string[]> = {
   llama: ['self_attn\\.(q_proj|v_proj)$'],
   gpt_neox: ['attention\\.query_key_value$'],
   roberta: ['attention\\.self\\.(query|value)$'],
+  gemma: ['self_attn\\.(q_proj|v_proj)$'],
 };
 
 /** GPT-2's Conv1D stores [in, out]; everything else nn.Linear [out, in] */

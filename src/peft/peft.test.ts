@@ -117,3 +117,33 @@ test('training with LoRA or prefix changes only the adapter tensors', async () =
     rmSync(tmp, { recursive: true, force: true });
   }
 });
+
+test('gemma: default LoRA targets are each layer\'s q_proj and v_proj (24 and 6 wide: head_dim 6, one kv head); merge reproduces; prefix slots are Hkv·D wide', async () => {
+  const raw = tinyConfig('gemma', { num_key_value_heads: 1, head_dim: 6 });
+  const m = TransformerModel.fromWeights(raw, randomWeights(raw, 2), null, { backend: 'ref' });
+  const base = await m.forwardAll(seqs);
+  const spec: LoraSpec = { kind: 'lora', rank: 2, alpha: 4, dropout: 0, targets: [] };
+  await attachPeft(m, spec, 7);
+  const shapes = Object.fromEntries(m.trainableNames().map((n) => [n, m.adapters!.get(n).shape]));
+  const want: Record<string, number[]> = {};
+  for (const l of [0, 1]) {
+    for (const [proj, out] of [['q_proj', 24], ['v_proj', 6]] as const) {
+      want[`model.layers.${l}.self_attn.${proj}.lora_A.weight`] = [2, 16];
+      want[`model.layers.${l}.self_attn.${proj}.lora_B.weight`] = [out, 2];
+    }
+  }
+  assert.deepEqual(shapes, want);
+  assert.ok(maxAbs((await m.forwardAll(seqs)).logits, base.logits) === 0);
+  const rng = new Rng(3);
+  for (const n of m.trainableNames()) if (n.endsWith('lora_B.weight')) m.tensor(n).set(Float32Array.from(m.tensor(n), () => rng.normal() * 0.3));
+  const adapted = await m.forwardAll(seqs);
+  assert.ok(maxAbs(adapted.logits, base.logits) > 1e-3, 'the adapters change the function');
+  const merged = TransformerModel.fromWeights(raw, mergeLora(m.cfg, m.weights, m.adapters!, { ...spec, targets: ['self_attn\\.(q_proj|v_proj)$'] }), null, { backend: 'ref' });
+  const e = maxAbs((await merged.forwardAll(seqs)).logits, adapted.logits);
+  assert.ok(e < 1e-5, `merged vs adapted logits differ by ${e}`);
+
+  const p = TransformerModel.fromWeights(raw, randomWeights(raw, 2), null, { backend: 'ref' });
+  await attachPeft(p, { kind: 'prefix', slots: 3, initByRealActivations: true }, 5);
+  assert.deepEqual(p.adapters!.get('model.layers.1.self_attn.prefix_keys').shape, [3, 6]);
+  assert.equal((await p.forwardAll(seqs)).logits.length, base.logits.length);
+});

@@ -7,11 +7,12 @@
 import { Rng } from '../util/rng.ts';
 import { WeightStore } from '../models/weights.ts';
 import type { TransformerModel } from '../models/model.ts';
+import { kvHeads as kvHeadsOf } from '../models/config.ts';
 import type { PrefixSpec } from './spec.ts';
 
 export async function initPrefix(model: TransformerModel, spec: PrefixSpec, seed: number): Promise<WeightStore> {
   const cfg = model.cfg;
-  const kvHeads = cfg.family === 'llama' ? cfg.numKvHeads : cfg.numHeads;
+  const kvHeads = kvHeadsOf(cfg);
   const D = cfg.headDim;
   const m = spec.slots;
   const rng = new Rng(seed).fork('prefix-init');

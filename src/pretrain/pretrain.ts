@@ -4,10 +4,12 @@
  * fine-tunes (no pretrained LM can be downloaded here). GPT-2's initialization: N(0, 0.02) weights,
  * residual projections scaled by 1/√(2L), zero biases, unit norms; AdamW with warmup + cosine decay.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Rng } from '../util/rng.ts';
+import { LmtuneError } from '../util/errors.ts';
 import { atomicWrite, stableStringify } from '../util/fsx.ts';
+import { claimFolder } from '../util/outputs.ts';
 import { TransformerModel } from '../models/model.ts';
 import { WeightStore } from '../models/weights.ts';
 import { expectedTensors, parseModelConfig } from '../models/config.ts';
@@ -20,6 +22,7 @@ import { clipGradNorm } from '../optim/clip.ts';
 import { decayAllButBiasAndNorm } from '../optim/decay.ts';
 import { mergesText, trainBpe, wordCounts, END_OF_TEXT } from './bpe.ts';
 import { defaultSources, readCorpus, type CorpusSource } from './corpus.ts';
+import { addQuadWeights, foldedCheckpoint, quadLossAndGrads, QUAD_PHI } from './quad.ts';
 
 export interface PretrainOptions {
   out: string;
@@ -38,6 +41,10 @@ export interface PretrainOptions {
   threads?: number;
   /** the text sources (default: `defaultSources(shared)`) */
   sources?: CorpusSource[];
+  /** 'xent' (default): next-token cross-entropy; 'quad': the Quad objective (src/pretrain/quad.ts) */
+  objective?: 'xent' | 'quad';
+  /** quad: Φ fixed to this output embedding [V, E] (another model's); learned when absent */
+  quadFixedPhi?: { from: string; shape: readonly number[]; data: Float32Array; vocab: Record<string, number> };
 }
 
 export interface PretrainHooks {
@@ -85,11 +92,15 @@ export function gpt2Init(raw: Record<string, unknown>, seed: number): WeightStor
 }
 
 export async function pretrain(o: PretrainOptions, hooks: PretrainHooks = {}): Promise<{ trainLoss: number; heldOutLoss: number; params: number; tokens: number }> {
-  mkdirSync(o.out, { recursive: true });
+  // --out becomes a model folder: refused if it is a folder lmtune did not make (a user's model, say)
+  claimFolder(o.out, { kind: 'model', role: 'pretrain' }, '--out');
   const corpus = readCorpus(o.sources ?? defaultSources(o.shared));
   const docs = corpus.flatMap((c) => c.documents);
   hooks.onMessage?.(`corpus: ${corpus.map((c) => `${c.name} ${c.documents.length} docs`).join(', ')}`);
   const { vocab, merges } = trainBpe(wordCounts(docs), o.vocabSize);
+  if (o.quadFixedPhi && stableStringify(o.quadFixedPhi.vocab) !== stableStringify(vocab)) {
+    throw new LmtuneError('CONFIG', `--quad-phi-from ${o.quadFixedPhi.from}: its vocabulary differs from the one learned here, so its Φ rows name other words`, 'use the same corpus and --vocab-size as that model');
+  }
   writeFileSync(join(o.out, 'vocab.json'), JSON.stringify(vocab));
   writeFileSync(join(o.out, 'merges.txt'), mergesText(merges));
   const tok = await loadTokenizer(o.out, 'gpt2');
@@ -109,8 +120,16 @@ export async function pretrain(o: PretrainOptions, hooks: PretrainHooks = {}): P
   const V = Object.keys(vocab).length;
   const raw = gpt2Config(V, o, eot);
   const model = TransformerModel.fromWeights(raw, gpt2Init(raw, o.seed), tok, o.threads ? { threads: o.threads } : {});
-  const names = model.trainableNames();
-  const params = model.trainableParams();
+  const quad = o.objective === 'quad';
+  if (quad) {
+    const init = new Rng(o.seed).fork('quad-init');
+    addQuadWeights(model, { fixedPhi: o.quadFixedPhi }, () => init.normal());
+  }
+  // a fixed Φ is not trained
+  const names = model.trainableNames().filter((n) => !(quad && o.quadFixedPhi && n === QUAD_PHI));
+  const params = names.map((name) => ({ name, data: model.tensor(name) }));
+  type Req = ReturnType<typeof request>;
+  const evaluate = (req: Req, wrt: string[] = []) => (quad ? quadLossAndGrads(model, req.batch, req.targets, wrt) : model.loss(req, wrt));
   const opt = new Adam({ beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: o.weightDecay, weightDecayMode: 'decoupled', decayFilter: decayAllButBiasAndNorm });
   const rng = new Rng(o.seed).fork('windows');
   const T = o.seq;
@@ -134,24 +153,28 @@ export async function pretrain(o: PretrainOptions, hooks: PretrainHooks = {}): P
   let ema = Number.NaN;
   for (let step = 0; step < o.steps; step++) {
     const starts = Array.from({ length: o.batch }, () => rng.int(trainIds.length - T));
-    const r = await model.loss(request(trainIds, starts), names);
+    const r = await evaluate(request(trainIds, starts), names);
     clipGradNorm(r.grads!, 1.0);
     opt.step(params, r.grads!, lrAt(sched, step));
     ema = Number.isNaN(ema) ? r.loss : 0.98 * ema + 0.02 * r.loss;
     log.push(JSON.stringify({ step: step + 1, loss: r.loss }));
     hooks.onStep?.(step + 1, o.steps, ema, (step + 1) / ((performance.now() - t0) / 1000));
   }
-  // held-out loss over consecutive windows
+  // held-out loss: the mean over consecutive windows, each counted once (the last batch may be partial;
+  // filling it with copies of the final window weighted that window by the batch size)
   let held = 0;
   let n = 0;
-  for (let s = 0; s + T < heldIds.length && n < 64; s += T * o.batch) {
-    const starts = Array.from({ length: o.batch }, (_, i) => Math.min(s + i * T, heldIds.length - T - 1));
-    held += (await model.loss(request(heldIds, starts))).loss;
-    n++;
+  for (let s = 0, batches = 0; s + T < heldIds.length && batches < 64; s += T * o.batch, batches++) {
+    const starts = Array.from({ length: o.batch }, (_, i) => s + i * T).filter((st) => st + T < heldIds.length);
+    held += (await evaluate(request(heldIds, starts))).loss * starts.length;
+    n += starts.length;
   }
-  model.save(o.out);
+  if (quad) {
+    const folded = foldedCheckpoint(model);
+    TransformerModel.fromWeights(folded.raw, folded.weights, tok).save(o.out);
+  } else model.save(o.out);
   atomicWrite(join(o.out, 'pretrain_log.jsonl'), log.join('\n') + '\n');
   const summary = { trainLoss: ema, heldOutLoss: held / Math.max(1, n), params: model.weights.numParams(), tokens: trainIds.length };
-  atomicWrite(join(o.out, 'pretrain_summary.json'), stableStringify({ ...summary, options: { ...o, out: undefined, shared: undefined, threads: undefined, sources: o.sources?.map((c) => c.name) } }));
+  atomicWrite(join(o.out, 'pretrain_summary.json'), stableStringify({ ...summary, options: { ...o, out: undefined, shared: undefined, threads: undefined, sources: o.sources?.map((c) => c.name), quadFixedPhi: o.quadFixedPhi?.from } }));
   return summary;
 }

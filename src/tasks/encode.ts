@@ -94,9 +94,9 @@ function encodeWithPrefix(tok: TextTokenizer, prefix: readonly number[], text: s
   return [...prefix, ...tok.encode(text)];
 }
 
-function truncateLeft(ids: number[], keep: number, maxLength: number | undefined): number[] {
+function truncateLeft(ids: number[], keep: number, maxLength: number | undefined, ex: Example): number[] {
   if (maxLength === undefined || ids.length <= maxLength) return ids;
-  if (maxLength <= keep) throw new LmtuneError('CONFIG', `max length ${maxLength} leaves no room after ${keep} special tokens`);
+  if (maxLength <= keep) throw new LmtuneError('CONFIG', `${ex.id}: a max length of ${maxLength} tokens (--max-length, or the model's context less the tokens to generate) leaves no room after ${keep} special tokens`, 'raise --max-length');
   return [...ids.slice(0, keep), ...ids.slice(ids.length - (maxLength - keep))];
 }
 
@@ -126,9 +126,14 @@ function splitCandidate(
   maxLength: number | undefined,
   ex: Example,
 ): CandidateSequence {
-  const ids = truncateLeft(encodeWithPrefix(tok, prefix, finalText), prefix.length, maxLength);
+  const full = encodeWithPrefix(tok, prefix, finalText);
+  const ids = truncateLeft(full, prefix.length, maxLength, ex);
   if (optLen < 1) {
     throw new LmtuneError('DATA', `${ex.id}: the answer adds ${optLen} tokens after the prompt`, 'the candidate must add at least one token; check the template and data');
+  }
+  if (ids.length < full.length && ids.length - optLen <= prefix.length) {
+    // truncation kept the answer but none of the input: the model would be scored on nothing
+    throw new LmtuneError('CONFIG', `${ex.id}: a max length of ${maxLength} tokens cuts the whole input away (the answer alone takes ${optLen})`, 'raise --max-length');
   }
   let prompt = ids.slice(0, ids.length - optLen);
   if (prompt.length === 0) {
@@ -153,7 +158,7 @@ export function encodeCausal(task: Task, ex: Example, tok: TextTokenizer, opts: 
 
   if (task.kind === 'generation') {
     const room = opts.maxLength === undefined ? undefined : opts.maxLength - (opts.maxNewTokens ?? task.maxNewTokens);
-    const prompt = truncateLeft(encodeWithPrefix(tok, prefix, withDemos(unverbalized)), prefix.length, room);
+    const prompt = truncateLeft(encodeWithPrefix(tok, prefix, withDemos(unverbalized)), prefix.length, room, ex);
     const gold = template.verbalize(ex, 0);
     const target = splitCandidate(tok, prefix, withDemos(gold), optionLength(tok, prefix, unverbalized, gold), opts.maxLength, ex);
     return { kind: 'generation', prompt, answers: ex.answers, target };

@@ -66,10 +66,13 @@ export interface EvalResult {
   /** every metric computed (accuracy and macro-F1 for classification, F1 and EM for generation, ...) */
   readonly metrics: Readonly<Record<string, number>>;
   readonly predictions: readonly ExamplePrediction[];
+  /** rows whose input was cut to the max length (chat evaluation reports it) */
+  readonly truncated?: number;
 }
 
 export async function evaluate(model: LanguageModel, task: Task, examples: readonly Example[], opts: EvalOptions = {}): Promise<EvalResult> {
   if (examples.length === 0) throw new LmtuneError('DATA', `no examples to evaluate for task ${task.name}`);
+  if (task.evaluate) return task.evaluate(model, examples, opts);
   const shots = opts.shots ?? 0;
   if (!Number.isInteger(shots) || shots < 0) throw new LmtuneError('CONFIG', `shots must be a non-negative integer, got ${shots}`);
   const batchSize = Math.max(1, opts.batchSize ?? 8);

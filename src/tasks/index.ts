@@ -34,3 +34,19 @@ export {
 export { accuracy, macroF1, squadF1, tokenF1, exactMatch, normalizeAnswer, recordScores, argmax } from './metrics.ts';
 export { evaluate, cutAtStop, type EvalOptions, type EvalProgress, type EvalResult, type ExamplePrediction, type Scoring } from './evaluate.ts';
 export { runEvaluation, resolveTask, loadExamples, type EvalRecord, type EvalRunOptions } from './run-eval.ts';
+export {
+  parseChatJsonl,
+  chatRowFromValue,
+  encodeChat,
+  encodeChatRows,
+  renderTulu,
+  chatPrefix,
+  eosText,
+  type ChatRow,
+  type ChatMessage,
+  type ChatRole,
+  type EncodedChat,
+  type ParsedChat,
+} from './chat.ts';
+export { chatTask, isChatTask, isChatExample, loadChatExamples, type ChatExample } from './chat-task.ts';
+export { evaluateChat, chatEvalItem } from './chat-eval.ts';

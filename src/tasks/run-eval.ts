@@ -8,13 +8,15 @@ import { extname } from 'node:path';
 import { LmtuneError } from '../util/errors.ts';
 import type { LanguageModel } from '../models/api.ts';
 import { getBuiltinTask } from './builtin.ts';
+import { CHAT_TASK_NAME, chatTask } from './chat-task.ts';
 import { loadTaskFile } from './custom-task.ts';
 import { evaluate, type EvalProgress, type EvalResult, type Scoring } from './evaluate.ts';
 import { readRecords } from './readers.ts';
 import type { Example, Task } from './task.ts';
 
-/** A built-in task name ("sst2", "RTE", ...) or the path of a task file (.json / .yaml / .yml). */
+/** A built-in task name ("sst2", "RTE", ...), "chat" (chat-format JSONL), or the path of a task file (.json / .yaml / .yml). */
 export function resolveTask(spec: string): Task {
+  if (spec === CHAT_TASK_NAME) return chatTask;
   const ext = extname(spec).toLowerCase();
   if (ext === '.json' || ext === '.yaml' || ext === '.yml' || (spec.includes('/') && existsSync(spec))) return loadTaskFile(spec);
   return getBuiltinTask(spec);

@@ -4,6 +4,8 @@
  * scores it. Built-in tasks live in `builtin.ts`; user tasks come from `custom-task.ts`. Everything above
  * this layer (evaluation, trainers, kernels) works with these types only.
  */
+import type { LanguageModel } from '../models/api.ts';
+import type { EvalOptions, EvalResult } from './evaluate.ts';
 import type { MaskedPart } from './masked-template.ts';
 import type { RawRecord } from './readers.ts';
 
@@ -80,6 +82,8 @@ export interface Task {
   readonly stop: readonly string[];
   /** where the template comes from (paper / reference file), for result files and docs */
   readonly provenance: string;
+  /** a task that scores its examples itself (chat rows, chat-eval.ts): `evaluate()` hands them over */
+  readonly evaluate?: (model: LanguageModel, examples: readonly Example[], opts: EvalOptions) => Promise<EvalResult>;
 }
 
 /** How many candidates `ex` has under `task` (classes for classification). */

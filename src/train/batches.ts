@@ -12,6 +12,8 @@ import type { TextTokenizer } from '../models/api.ts';
 import { packBatch, roundUp } from '../models/batch.ts';
 import { padTargets, type LossRequest, type TransformerModel } from '../models/model.ts';
 import { encodeCausal, encodeForMaskedLM, type CandidateSequence, type ChoiceEncoding, type Example, type GenerationEncoding, type MaskedEncoding, type Task } from '../tasks/index.ts';
+import { isChatExample } from '../tasks/chat-task.ts';
+import { chatEncodingOf, chatLossRequest, type ChatEncoding } from './chat-batches.ts';
 
 export type ObjectiveMode = 'classification' | 'lm' | 'mask';
 
@@ -21,11 +23,12 @@ export function defaultObjective(task: Task, model: TransformerModel): Objective
   return task.kind === 'classification' ? 'classification' : 'lm';
 }
 
-export type Encoded = ChoiceEncoding | GenerationEncoding | MaskedEncoding;
+export type Encoded = ChoiceEncoding | GenerationEncoding | MaskedEncoding | ChatEncoding;
 
 export function encodeExample(task: Task, ex: Example, model: TransformerModel, maxLength?: number): Encoded {
   const tok = tokenizerOf(model);
   if (model.kind === 'masked') return encodeForMaskedLM(task, ex, tok, maxLength !== undefined ? { maxLength } : {});
+  if (isChatExample(ex)) return chatEncodingOf(ex, model, maxLength);
   return encodeCausal(task, ex, tok, { maxLength: maxLength ?? model.maxPositions });
 }
 
@@ -72,6 +75,22 @@ function sharedSingleTokenCandidates(encs: readonly ChoiceEncoding[]): number[] 
     }
   }
   return ids;
+}
+
+/**
+ * How many terms a request's loss is the mean of: real examples (classification, mask) or real answer
+ * tokens (lm). Losses of several requests combine as Σ loss·units / Σ units, which is the mean over the
+ * whole set whatever the batch size (a partial last batch included).
+ */
+export function lossUnits(req: LossRequest & { encodings?: readonly Encoded[] }): number {
+  // chat rows: the loss is a mean over examples of per-example token means (chat-batches.ts)
+  if (req.encodings?.length && req.encodings.every((e) => e.kind === 'chat')) return req.encodings.length;
+  const o = req.objective;
+  let n = 0;
+  if (o.kind === 'token') {
+    for (let k = 0; k < req.targets.label.length; k++) if (req.targets.label[k] !== -100 && o.weight[k] !== 0) n++;
+  } else for (const y of o.gold) if (y !== -100) n++;
+  return n;
 }
 
 export function buildLossRequest(encs: readonly Encoded[], mode: ObjectiveMode, model: TransformerModel, batchSize: number): LossRequest & { encodings: readonly Encoded[] } {
@@ -123,6 +142,10 @@ function buildRequest(encs: readonly Encoded[], mode: ObjectiveMode, model: Tran
     const gold = new Int32Array(E).fill(-100);
     c.forEach((e, i) => (gold[i] = e.label));
     return { ...req, objective: { kind: 'candidates', examples: E, candidates: C, segment, gold } };
+  }
+  if (encs.some((e) => e.kind === 'chat')) {
+    if (!encs.every((e) => e.kind === 'chat')) throw new LmtuneError('CONFIG', 'a batch mixes chat rows with other examples');
+    return chatLossRequest(encs as ChatEncoding[], model, batchSize);
   }
   // lm: the correct candidate (or the generation target) only, mean over all answer tokens of the batch
   const seqs = encs.map((e) => {

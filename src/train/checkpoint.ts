@@ -6,10 +6,10 @@
  */
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { LmtuneError } from '../util/errors.ts';
 import { atomicWrite, readJson, stableStringify } from '../util/fsx.ts';
 import { readSafetensors, writeSafetensors } from '../models/safetensors.ts';
 import { faultPoint } from '../util/fault.ts';
+import { validateRunState } from './validate.ts';
 
 export interface RunState {
   step: number;
@@ -43,13 +43,15 @@ export function writeCheckpoint(dir: string, c: CheckpointContent): void {
   rmSync(old, { recursive: true, force: true });
 }
 
-/** the newest complete checkpoint at `dir` (falls back to `dir.old` when killed mid-swap), or null */
-export function readCheckpoint(dir: string): CheckpointContent | null {
+/**
+ * the newest complete checkpoint at `dir` (falls back to `dir.old` when killed mid-swap), or null; its
+ * state.json is validated (steps within [0, maxSteps], types) before anything is used
+ */
+export function readCheckpoint(dir: string, maxSteps?: number): CheckpointContent | null {
   const candidates = [dir, `${dir}.old`].filter((d) => existsSync(join(d, 'state.json')));
   if (!candidates.length) return null;
   const d = candidates[0]!;
-  const state = readJson<RunState>(join(d, 'state.json'), 'checkpoint state');
-  if (typeof state.step !== 'number') throw new LmtuneError('CHECKPOINT', `${d}/state.json: no step`);
+  const state = validateRunState(readJson(join(d, 'state.json'), 'checkpoint state'), join(d, 'state.json'), maxSteps);
   const trainable = new Map<string, { shape: readonly number[]; data: Float32Array }>();
   for (const [k, t] of readSafetensors(join(d, 'trainable.safetensors')).tensors) trainable.set(k, { shape: t.shape, data: t.data });
   const optimizer = new Map<string, Float32Array>();

@@ -12,7 +12,7 @@
  * best/, final/ and a summary. `resume` reloads the checkpoint, truncates the logs to its step and
  * continues; the final weights equal an uninterrupted run's bit for bit.
  */
-import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LmtuneError } from '../util/errors.ts';
 import { atomicWrite, readJson, stableStringify } from '../util/fsx.ts';
@@ -22,11 +22,14 @@ import { asLanguageModel, copyTokenizerFiles, loadTransformer, saveAdapters, typ
 import { attachPeft } from '../peft/index.ts';
 import { evaluate, loadExamples, mezoSplit, resolveTask, type EvalResult, type Example, type Task } from '../tasks/index.ts';
 import { lrAt, type Schedule } from '../optim/schedule.ts';
-import { buildLossRequest, defaultObjective, encodeExample, type Encoded, type ObjectiveMode } from './batches.ts';
+import { buildLossRequest, defaultObjective, encodeExample, lossUnits, type Encoded, type ObjectiveMode } from './batches.ts';
+import { ChatTrainingData, type ChatDataReport } from './chat-batches.ts';
 import { readCheckpoint, writeCheckpoint, type RunState } from './checkpoint.ts';
 import type { TrainConfig } from './options.ts';
 import { makeStepper, type BatchRequest, type Stepper } from './stepper.ts';
 import { writeRunReport } from './report.ts';
+import { validateRunConfig } from './validate.ts';
+import { claimFolder, readMarker, replaceFolder, writeMarker } from '../util/outputs.ts';
 
 export interface StepEvent {
   step: number;
@@ -62,6 +65,8 @@ export interface TrainSummary {
   best: { value: number; step: number } | null;
   finalDir: string;
   seconds: number;
+  /** --task chat: rows read, rows truncated to maxLength, rows skipped (--skip-invalid) */
+  chat?: { rows: number; truncated: number; skipped: number; maxLength: number };
 }
 
 interface Prepared {
@@ -70,17 +75,20 @@ interface Prepared {
   train: Example[];
   dev: Example[];
   mode: ObjectiveMode;
+  chat: ChatTrainingData | null;
 }
 
 async function prepare(cfg: TrainConfig): Promise<Prepared> {
   const model = await loadTransformer(cfg.model, { ...(cfg.threads ? { threads: cfg.threads } : {}), sharedWeights: false });
   const task = resolveTask(cfg.task);
-  const pool = loadExamples(task, cfg.data);
+  const chat = ChatTrainingData.forTask(task, model, { maxLength: cfg.maxLength, skipInvalid: cfg.skipInvalid ?? false, truncation: cfg.truncation ?? 'right' });
+  const load = (file: string): Example[] => (chat ? chat.load(file) : loadExamples(task, file));
+  const pool = load(cfg.data);
   let train: Example[];
   let dev: Example[];
   if (cfg.dev) {
     train = cfg.numTrain ? pool.slice(0, cfg.numTrain) : pool;
-    dev = loadExamples(task, cfg.dev);
+    dev = load(cfg.dev);
   } else {
     const split = mezoSplit(pool, { numTrain: cfg.numTrain ?? Math.max(1, pool.length - cfg.numDev), numDev: cfg.numDev, seed: cfg.seed });
     train = split.train;
@@ -89,7 +97,7 @@ async function prepare(cfg: TrainConfig): Promise<Prepared> {
   dev = dev.slice(0, cfg.devLimit);
   await attachPeft(model, cfg.peft, cfg.seed);
   const mode = cfg.objective === 'auto' ? defaultObjective(task, model) : cfg.objective;
-  return { model, task, train, dev, mode };
+  return { model, task, train, dev, mode, chat };
 }
 
 function schedule(cfg: TrainConfig): Schedule {
@@ -156,14 +164,16 @@ export class DataOrder {
 
 export async function evaluateDev(model: TransformerModel, task: Task, dev: readonly Example[], mode: ObjectiveMode, batchSize: number, encodeCache: Map<Example, Encoded>): Promise<{ result: EvalResult; devLoss: number }> {
   const result = await evaluate(asLanguageModel(model), task, dev, { batchSize: 8 });
+  // the mean over every dev example (classification, mask) or answer token (lm), not over batches
   let total = 0;
   let n = 0;
   for (let s = 0; s < dev.length; s += batchSize) {
     const exs = dev.slice(s, s + batchSize);
     const req = buildLossRequest(exs.map((e) => encodedOf(e, task, model, encodeCache)), mode, model, batchSize);
     const r = await model.loss(req);
-    total += r.loss * exs.length;
-    n += exs.length;
+    const units = lossUnits(req);
+    total += r.loss * units;
+    n += units;
   }
   return { result, devLoss: total / Math.max(1, n) };
 }
@@ -186,17 +196,41 @@ function trainableSnapshot(model: TransformerModel): Map<string, { shape: readon
   return m;
 }
 
-/** writes an HF folder: base weights (+ adapters for PEFT) + tokenizer files */
-export function saveModelFolder(model: TransformerModel, dir: string): void {
-  rmSync(dir, { recursive: true, force: true });
-  model.save(dir);
-  if (model.peft && model.peft.kind !== 'full' && model.adapters) saveAdapters(dir, model.peft, model.adapters);
-  if (model.dir) copyTokenizerFiles(model.dir, dir);
+/**
+ * writes an HF folder: base weights (+ adapters for PEFT) + tokenizer files, swapped in whole. `dir`
+ * must be absent, empty, or a model folder lmtune wrote in the same role (`best`, `final`, `initial`,
+ * `replay`); anything else is refused, naming `flag`.
+ */
+export function saveModelFolder(model: TransformerModel, dir: string, role = 'final', flag = '--out'): void {
+  replaceFolder(dir, { kind: 'model', role }, flag, (tmp) => {
+    model.save(tmp);
+    if (model.peft && model.peft.kind !== 'full' && model.adapters) saveAdapters(tmp, model.peft, model.adapters);
+    if (model.dir) copyTokenizerFiles(model.dir, tmp);
+  });
+}
+
+/** a folder written by an lmtune that predates the `.lmtune` marker: its config.json is a run config */
+function isUnmarkedRun(dir: string): boolean {
+  try {
+    validateRunConfig(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')), join(dir, 'config.json'));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** makes `runDir` a run folder (refusing a folder lmtune did not create), adopting unmarked old runs */
+export function claimRunFolder(runDir: string, flag = '--out'): void {
+  if (existsSync(runDir) && readMarker(runDir) === null && isUnmarkedRun(runDir)) {
+    writeMarker(runDir, { kind: 'run' });
+    for (const role of ['best', 'final', 'initial']) if (existsSync(join(runDir, role)) && readMarker(join(runDir, role)) === null) writeMarker(join(runDir, role), { kind: 'model', role });
+  }
+  claimFolder(runDir, { kind: 'run' }, flag);
 }
 
 export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks = {}, resume = false): Promise<TrainSummary> {
   const t0 = performance.now();
-  mkdirSync(runDir, { recursive: true });
+  claimRunFolder(runDir, resume ? '--resume' : '--out');
   const configPath = join(runDir, 'config.json');
   if (!resume) {
     // absolute paths, so `--resume` works from any working directory
@@ -206,18 +240,30 @@ export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks 
     }
     atomicWrite(configPath, stableStringify(cfg));
   }
-  const { model, task, train: trainSet, dev, mode } = await prepare(cfg);
+  const { model, task, train: trainSet, dev, mode, chat } = await prepare(cfg);
+  if (chat) hooks.onMessage?.(chat.message());
   hooks.onMessage?.(`model ${cfg.model}: ${model.cfg.family}, ${model.weights.numParams()} parameters; trainable ${model.trainableNames().reduce((s, n) => s + model.tensor(n).length, 0)} (${cfg.peft.kind}); objective ${mode}; ${trainSet.length} train / ${dev.length} dev examples`);
   const encodeCache = new Map<Example, Encoded>();
   // a MeZO run is its initial weights plus the trajectory: keep the initial adapters (the base model is --model)
-  if (!resume && cfg.optimizer.name === 'mezo' && cfg.peft.kind !== 'full') saveModelFolder(model, join(runDir, 'initial'));
+  if (!resume && cfg.optimizer.name === 'mezo' && cfg.peft.kind !== 'full') saveModelFolder(model, join(runDir, 'initial'), 'initial');
   const stepper: Stepper = makeStepper(cfg, model, runDir);
   const order = new DataOrder(trainSet.length, cfg.seed);
   let state: RunState = { step: 0, data: { epoch: 0, cursor: 0 }, best: null, optimizerScalars: {}, extra: {} };
 
   if (resume) {
-    const ck = readCheckpoint(join(runDir, 'checkpoint'));
+    // everything is validated before a log or the trajectory is cut back
+    const ck = readCheckpoint(join(runDir, 'checkpoint'), cfg.maxSteps);
     if (ck) {
+      const statePath = join(runDir, 'checkpoint', 'state.json');
+      if (ck.state.step >= cfg.maxSteps) {
+        throw new LmtuneError('CONFIG', `${runDir}: the run is finished (step ${ck.state.step} of ${cfg.maxSteps}); there is nothing to resume`, `its results are in ${join(runDir, 'summary.json')}; to train further, start a new run from ${join(runDir, 'final')}`);
+      }
+      if (ck.state.data.cursor >= trainSet.length) {
+        throw new LmtuneError('CHECKPOINT', `${statePath}: "data.cursor" is ${ck.state.data.cursor}, past the ${trainSet.length} training examples`, 'the state or the --data file changed since the run was checkpointed');
+      }
+      if (ck.state.step > 0 && ck.optimizer.size === 0 && hasOptimizerState(cfg)) {
+        throw new LmtuneError('CHECKPOINT', `${join(runDir, 'checkpoint', 'optimizer.safetensors')}: missing; ${cfg.optimizer.name}${cfg.optimizer.name === 'mezo' ? ` (${cfg.optimizer.zoRule})` : ''} keeps state that a resume needs`, 'restore the file, or start the run again');
+      }
       for (const [n, t] of ck.trainable) {
         const dst = model.tensor(n);
         if (dst.length !== t.data.length) throw new LmtuneError('CHECKPOINT', `${runDir}/checkpoint: tensor '${n}' has ${t.data.length} values, the model has ${dst.length}`);
@@ -231,8 +277,11 @@ export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks 
     } else {
       hooks.onMessage?.(`no checkpoint in ${runDir}: starting from step 0`);
     }
-    for (const f of ['log.jsonl', 'eval.jsonl']) truncateJsonl(join(runDir, f), state.step);
+    // the trajectory is checked (hash chain, step count) before the logs are cut
     stepper.truncate(state.step);
+    // a run resumed at step 0 evaluates step 0 again: drop that line too, or it would appear twice
+    truncateJsonl(join(runDir, 'log.jsonl'), state.step);
+    truncateJsonl(join(runDir, 'eval.jsonl'), state.step === 0 && cfg.evalEvery > 0 ? -1 : state.step);
   } else {
     for (const f of ['log.jsonl', 'eval.jsonl']) rmSync(join(runDir, f), { force: true });
   }
@@ -253,7 +302,7 @@ export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks 
     const ev: EvalEvent = { step, metric: result.metric, value: result.value, devLoss, best: better };
     if (better) {
       state.best = { value: result.value, step };
-      saveModelFolder(model, join(runDir, 'best'));
+      saveModelFolder(model, join(runDir, 'best'), 'best');
     }
     evalLog.push(ev);
     evalLog.flush();
@@ -300,7 +349,7 @@ export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks 
   log.flush();
   stepper.flush();
   const finalDir = join(runDir, 'final');
-  saveModelFolder(model, finalDir);
+  saveModelFolder(model, finalDir, 'final');
   const summary: TrainSummary = {
     runDir,
     steps: state.step,
@@ -310,14 +359,25 @@ export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks 
     best: state.best,
     finalDir,
     seconds: (performance.now() - t0) / 1000,
+    ...(chat ? { chat: chatSummary(chat.report) } : {}),
   };
   atomicWrite(join(runDir, 'summary.json'), stableStringify({ ...summary, seconds: undefined }));
   writeRunReport(runDir, cfg);
   return summary;
 }
 
+function chatSummary(r: ChatDataReport): NonNullable<TrainSummary['chat']> {
+  return { rows: r.rows, truncated: r.truncated, skipped: r.skipped.length, maxLength: r.maxLength };
+}
+
 export function readRunConfig(runDir: string): TrainConfig {
   const p = join(runDir, 'config.json');
   if (!existsSync(p)) throw new LmtuneError('IO', `${runDir}: not a run folder (no config.json)`, 'pass the --out folder of an earlier `lmtune train`');
-  return readJson<TrainConfig>(p, 'run config');
+  return validateRunConfig(readJson(p, 'run config'), p);
+}
+
+/** optimizers whose checkpoint must carry optimizer.safetensors once a step was taken */
+function hasOptimizerState(cfg: TrainConfig): boolean {
+  const o = cfg.optimizer;
+  return o.name === 'mezo' ? o.zoRule !== 'sgd' : o.name !== 'sgd';
 }

@@ -53,4 +53,8 @@ export interface TrainConfig {
   svag: number;
   maxLength: number | null;
   threads: number | null;
+  /** --task chat: leave out invalid rows and rows cut away by maxLength instead of failing (absent: false) */
+  skipInvalid?: boolean;
+  /** --task chat: which end a row longer than maxLength loses (absent: right, as the reference) */
+  truncation?: 'left' | 'right';
 }

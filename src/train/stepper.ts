@@ -24,7 +24,7 @@ import { TrajectoryWriter, stepRecord, trajectoryHeader } from '../optim/traject
 import { svagCombine, svagConfig, svagSdeTime } from '../scaling/svag.ts';
 import type { OptimizerConfig } from '../scaling/config.ts';
 import type { OptimizerSpec, TrainConfig } from './options.ts';
-import type { Encoded } from './batches.ts';
+import { lossUnits, type Encoded } from './batches.ts';
 import type { GenerationEncoding } from '../tasks/index.ts';
 import { squadF1 } from '../tasks/metrics.ts';
 
@@ -120,18 +120,23 @@ class FirstOrderStepper implements Stepper {
     this.sdeCfg = scalingConfig(this.spec, cfg.batchSize);
   }
 
-  private async gradient(next: () => BatchRequest): Promise<{ loss: number; grads: GradMap }> {
-    const r = await this.model.loss(next(), this.names);
-    return { loss: r.loss, grads: r.grads! };
+  private async gradient(next: () => BatchRequest): Promise<{ loss: number; grads: GradMap; units: number }> {
+    const req = next();
+    const r = await this.model.loss(req, this.names);
+    return { loss: r.loss, grads: r.grads!, units: lossUnits(req) };
   }
 
   async step(next: () => BatchRequest, _step: number, lrBase: number): Promise<StepResult> {
     // the schedule is defined on the user's lr; SVAG rescales it by the translated/original ratio
     const lr = lrBase * (this.spec.lr / this.cfg.optimizer.lr);
+    // micro-batches are weighted by what their loss averages over (examples, or answer tokens for the
+    // lm objective), so --grad-accum k at batch B gives the loss and gradient of one batch of k·B
     let lossSum = 0;
+    let unitSum = 0;
     for (let m = 0; m < this.cfg.gradAccum; m++) {
       let loss: number;
       let grads: GradMap;
+      let units: number;
       if (this.cfg.svag > 1) {
         const a = await this.gradient(next);
         const b = await this.gradient(next);
@@ -139,12 +144,16 @@ class FirstOrderStepper implements Stepper {
         for (const n of this.names) combined.set(n, svagCombine(a.grads.get(n)!, b.grads.get(n)!, this.cfg.svag));
         loss = (a.loss + b.loss) / 2;
         grads = combined;
+        units = a.units + b.units;
       } else {
-        ({ loss, grads } = await this.gradient(next));
+        ({ loss, grads, units } = await this.gradient(next));
       }
-      lossSum += loss;
       if (!Number.isFinite(loss)) return { loss, extra: {} };
-      this.acc.add(grads);
+      // one micro-batch: weight 1, so its gradient reaches the optimizer unrounded
+      const w = this.cfg.gradAccum === 1 ? 1 : Math.max(units, 1);
+      lossSum += loss * w;
+      unitSum += w;
+      this.acc.add(grads, w);
     }
     const grads = this.acc.take();
     const gradNorm = this.cfg.clipNorm ? clipGradNorm(grads, this.cfg.clipNorm, { errorIfNonfinite: false }) : globalGradNorm(grads);
@@ -152,7 +161,7 @@ class FirstOrderStepper implements Stepper {
     this.opt.step(this.params, grads, lr);
     this.sdeTime += svagSdeTime({ ...this.sdeCfg, lr }, 1);
     const extra: Record<string, number> = { grad_norm: gradNorm, sde_time: this.sdeTime };
-    return { loss: lossSum / this.cfg.gradAccum, extra };
+    return { loss: lossSum / unitSum, extra };
   }
 
   stateTensors(): Map<string, Float32Array> {

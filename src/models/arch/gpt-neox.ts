@@ -47,10 +47,16 @@ export const gptNeox: Architecture = {
     return h;
   },
 
-  head(ctx: ForwardContext, h: Value): Value {
-    const c = ctx.cfg as GptNeoxConfig;
-    const x = nn.layerNorm(h, ctx.w('gpt_neox.final_layer_norm.weight'), ctx.w('gpt_neox.final_layer_norm.bias'), c.layerNormEps);
-    const head = ctx.has('embed_out.weight') ? ctx.w('embed_out.weight') : ctx.w('gpt_neox.embed_in.weight');
-    return x.matmul(head, { transB: true });
-  },
+  finalNorm,
+  outputEmbedding,
+  head: (ctx: ForwardContext, h: Value): Value => finalNorm(ctx, h).matmul(outputEmbedding(ctx), { transB: true }),
 };
+
+function finalNorm(ctx: ForwardContext, h: Value): Value {
+  const c = ctx.cfg as GptNeoxConfig;
+  return nn.layerNorm(h, ctx.w('gpt_neox.final_layer_norm.weight'), ctx.w('gpt_neox.final_layer_norm.bias'), c.layerNormEps);
+}
+
+function outputEmbedding(ctx: ForwardContext): Value {
+  return ctx.has('embed_out.weight') ? ctx.w('embed_out.weight') : ctx.w('gpt_neox.embed_in.weight');
+}

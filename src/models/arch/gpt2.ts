@@ -36,10 +36,16 @@ export const gpt2: Architecture = {
     return h;
   },
 
-  head(ctx: ForwardContext, h: Value): Value {
-    const c = ctx.cfg as Gpt2Config;
-    const x = nn.layerNorm(h, ctx.w('transformer.ln_f.weight'), ctx.w('transformer.ln_f.bias'), c.layerNormEps);
-    const head = ctx.has('lm_head.weight') ? ctx.w('lm_head.weight') : ctx.w('transformer.wte.weight');
-    return x.matmul(head, { transB: true });
-  },
+  finalNorm,
+  outputEmbedding,
+  head: (ctx: ForwardContext, h: Value): Value => finalNorm(ctx, h).matmul(outputEmbedding(ctx), { transB: true }),
 };
+
+function finalNorm(ctx: ForwardContext, h: Value): Value {
+  const c = ctx.cfg as Gpt2Config;
+  return nn.layerNorm(h, ctx.w('transformer.ln_f.weight'), ctx.w('transformer.ln_f.bias'), c.layerNormEps);
+}
+
+function outputEmbedding(ctx: ForwardContext): Value {
+  return ctx.has('lm_head.weight') ? ctx.w('lm_head.weight') : ctx.w('transformer.wte.weight');
+}

@@ -37,10 +37,16 @@ export const llama: Architecture = {
     return h;
   },
 
-  head(ctx: ForwardContext, h: Value): Value {
-    const c = ctx.cfg as LlamaConfig;
-    const x = nn.rmsNorm(h, ctx.w('model.norm.weight'), c.rmsNormEps);
-    const head = ctx.has('lm_head.weight') ? ctx.w('lm_head.weight') : ctx.w('model.embed_tokens.weight');
-    return x.matmul(head, { transB: true });
-  },
+  finalNorm,
+  outputEmbedding,
+  head: (ctx: ForwardContext, h: Value): Value => finalNorm(ctx, h).matmul(outputEmbedding(ctx), { transB: true }),
 };
+
+function finalNorm(ctx: ForwardContext, h: Value): Value {
+  const c = ctx.cfg as LlamaConfig;
+  return nn.rmsNorm(h, ctx.w('model.norm.weight'), c.rmsNormEps);
+}
+
+function outputEmbedding(ctx: ForwardContext): Value {
+  return ctx.has('lm_head.weight') ? ctx.w('lm_head.weight') : ctx.w('model.embed_tokens.weight');
+}

@@ -49,11 +49,17 @@ export const opt: Architecture = {
     return h;
   },
 
-  head(ctx: ForwardContext, h: Value): Value {
-    const c = ctx.cfg as OptConfig;
-    let x = c.doLayerNormBefore && !c.removeFinalLayerNorm ? ln(ctx, h, 'model.decoder.final_layer_norm') : h;
-    if (c.wordEmbedProjDim !== c.hiddenSize) x = ctx.linear(x, 'model.decoder.project_out');
-    const head = ctx.has('lm_head.weight') ? ctx.w('lm_head.weight') : ctx.w('model.decoder.embed_tokens.weight');
-    return x.matmul(head, { transB: true });
-  },
+  finalNorm,
+  outputEmbedding,
+  head: (ctx: ForwardContext, h: Value): Value => finalNorm(ctx, h).matmul(outputEmbedding(ctx), { transB: true }),
 };
+
+function finalNorm(ctx: ForwardContext, h: Value): Value {
+  const c = ctx.cfg as OptConfig;
+  const x = c.doLayerNormBefore && !c.removeFinalLayerNorm ? ln(ctx, h, 'model.decoder.final_layer_norm') : h;
+  return c.wordEmbedProjDim !== c.hiddenSize ? ctx.linear(x, 'model.decoder.project_out') : x;
+}
+
+function outputEmbedding(ctx: ForwardContext): Value {
+  return ctx.has('lm_head.weight') ? ctx.w('lm_head.weight') : ctx.w('model.decoder.embed_tokens.weight');
+}
