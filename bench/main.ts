@@ -1,6 +1,7 @@
-/** `npm run bench -- <engine|forward|train|mezo> [--threads N]`: prints one JSON object per benchmark. */
+/** `npm run bench -- <engine|forward|train|mezo|less> [--threads N]`: prints one JSON object per benchmark. */
 import { benchEngine } from './engine.ts';
 import { benchForward, benchMezo, benchTrain } from './models.ts';
+import { benchLess } from './less.ts';
 
 const args = process.argv.slice(2);
 const which = args.filter((a) => !a.startsWith('--'));
@@ -11,6 +12,7 @@ const all: Record<string, (threads: number) => Promise<Record<string, unknown>>>
   forward: benchForward,
   train: benchTrain,
   mezo: benchMezo,
+  less: benchLess,
 };
 const names = which.length ? which : Object.keys(all);
 for (const n of names) {

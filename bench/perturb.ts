@@ -5,7 +5,7 @@
  */
 import { fillGaussian } from '../src/util/rng.ts';
 import { LocalPassRunner, MezoOptimizer, type PassRunner } from '../src/optim/mezo.ts';
-import { PerturbPool } from '../src/optim/perturb-pool.ts';
+import { PerturbPool } from '../src/node/perturb-pool.ts';
 import type { NamedParam } from '../src/optim/types.ts';
 
 function arg(name: string, dflt: number): number {

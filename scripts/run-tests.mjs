@@ -16,5 +16,5 @@ const filter = process.argv.slice(2);
 let files = find('src', []).sort();
 if (filter.length) files = files.filter((f) => filter.some((s) => f.includes(s)));
 if (!files.length) { console.error('no test files matched'); process.exit(1); }
-const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', ...files], { stdio: 'inherit' });
+const r = spawnSync(process.execPath, ['--import', 'tsx', '--import', './src/node/host.ts', '--test', '--test-concurrency=2', ...files], { stdio: 'inherit' });
 process.exit(r.status ?? 1);

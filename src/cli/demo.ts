@@ -8,10 +8,9 @@ import { readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { train, type TrainSummary } from '../train/loop.ts';
+import { claimRunFolder, train, type TrainSummary } from '../train/loop.ts';
 import { buildTrainConfig } from './train.ts';
 import { fmtEta, ProgressLine } from './flags.ts';
-import { checkOutputFolder } from '../util/outputs.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const DEMO_MODEL = join(ROOT, 'assets', 'tiny-english-lm');
@@ -52,7 +51,7 @@ export function register(program: Command): void {
           `  task: short SST-2 texts as next-word prediction ("<sentence> It was" → " great" / " terrible"), ${cfg.maxSteps} steps of ${cfg.batchSize} examples\n`,
       );
       // the demo starts afresh, but only ever deletes a run folder lmtune made
-      checkOutputFolder(o.out, { kind: 'run' }, '--out');
+      claimRunFolder(o.out, '--out');
       rmSync(o.out, { recursive: true, force: true });
       const progress = new ProgressLine();
       const s: TrainSummary = await train(cfg, o.out, {

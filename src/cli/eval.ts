@@ -6,8 +6,8 @@
 import { basename, extname, join } from 'node:path';
 import type { Command } from 'commander';
 import { LmtuneError } from '../util/errors.ts';
-import { atomicWrite, stableStringify } from '../util/fsx.ts';
-import { checkOutputFile } from '../util/outputs.ts';
+import { atomicWrite, stableStringify } from '../node/fsx.ts';
+import { checkOutputFile } from '../node/outputs.ts';
 import type { LanguageModel } from '../models/api.ts';
 import type { EvalProgress, EvalRecord } from '../tasks/index.ts';
 import { runEvaluation } from '../tasks/run-eval.ts';

@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { LmtuneError } from '../util/errors.ts';
-import { readSafetensorsHeader } from '../models/safetensors.ts';
+import { readSafetensorsHeader } from '../node/safetensors-file.ts';
 import { loadTransformer } from '../models/index.ts';
 import { loadExamples, resolveTask } from '../tasks/index.ts';
 import { FEATURE_KINDS, type FeatureKind } from '../features/extract.ts';

@@ -3,6 +3,7 @@
  * computation with a different parameter blocking, an interrupted computation resumes to the same bytes,
  * `solve --json` reports what the library computes, and bad input gets errors naming the flag, file or word.
  */
+import '../node/host.ts';
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';

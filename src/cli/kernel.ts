@@ -1,5 +1,5 @@
 /**
- * `lmtune kernel compute | solve | run`: the eNTK of prompt-based fine-tuning (Malladi et al. 2023).
+ * `lmtune kernel compute | solve | run | diagnose | compare`: the eNTK of prompt-based fine-tuning (Malladi et al. 2023).
  * Flags are parsed and checked here; the work is in src/kernel/.
  */
 import type { Command } from 'commander';
@@ -12,6 +12,8 @@ import { defaultGrid, gridSearch } from '../kernel/select.ts';
 import { SOLVERS, solve, type SolveResult, type SolverName, type SolverOptions } from '../kernel/solvers.ts';
 import { compareKernelFolders, readKernelFolder } from '../kernel/store.ts';
 import { renderRunTable, runKernelExperiment } from '../kernel/run.ts';
+import { diagnose } from '../kernel/diagnose.ts';
+import { encodeForKernel, selectParams } from '../kernel/model-source.ts';
 import type { KernelProgress } from '../kernel/accumulate.ts';
 import { fmtEta, num, oneOf, ProgressLine } from './flags.ts';
 
@@ -187,6 +189,47 @@ export function register(program: Command): void {
         return;
       }
       printSolve(solve(solver, evalP, opts), { ...opts, formula: meta.formula }, o.json);
+    });
+
+  kernel
+    .command('diagnose')
+    .description('linearization checks between θ₀ and fine-tuned weights: accuracy share of the linearized model, relative kernel change')
+    .requiredOption('--model <dir>', 'the base checkpoint θ₀')
+    .requiredOption('--finetuned <dir>', 'the fine-tuned model (e.g. RUN/final; LoRA adapters are merged)')
+    .requiredOption('--task <name|file>', 'built-in task or task file')
+    .requiredOption('--train <file>', 'examples for the kernel change')
+    .requiredOption('--eval <file>', 'examples for the linearized model')
+    .option('--formula <f>', 'kernel whose change is measured', 'sgd')
+    .option('--params <p>', 'all | bitfit | a regex over parameter names', 'all')
+    .option('--limit-train <n>', 'only the first n training examples')
+    .option('--limit-eval <n>', 'only the first n eval examples')
+    .option('--batch <n>', 'examples per graph call', '8')
+    .option('--threads <n>', 'onnxruntime threads', '1')
+    .option('--json', 'one JSON object')
+    .action(async (o: { model: string; finetuned: string; task: string; train: string; eval: string; formula: string; params: string; limitTrain?: string; limitEval?: string; batch: string; threads: string; json?: boolean }) => {
+      const formula = oneOf('--formula', o.formula, KERNEL_FORMULAS) as KernelFormula;
+      if (o.params === 'lora') throw new LmtuneError('CONFIG', '--params lora: diagnose differentiates base weights (LoRA runs are merged into them)', 'use --params all or a regex');
+      const task = resolveTask(o.task);
+      const threads = num('--threads', o.threads, { int: true, min: 1 });
+      const base = await loadTransformer(o.model, { threads });
+      const tuned = await loadTransformer(o.finetuned, { threads });
+      const enc = encodeForKernel(task, base, {
+        train: limited(loadExamples(task, o.train), o.limitTrain, '--limit-train'),
+        eval: limited(loadExamples(task, o.eval), o.limitEval, '--limit-eval'),
+      });
+      const d = await diagnose(base, tuned, enc, { params: selectParams(base, o.params), formula, batch: num('--batch', o.batch, { int: true, min: 1 }) });
+      const out = { n: d.n, accuracy: d.accuracy, linearized_share: d.linearizedShare, linearization_error: d.linearizationError, kernel_change: d.kernelChange, formula: d.formula };
+      if (o.json) {
+        process.stdout.write(JSON.stringify(out) + '\n');
+        return;
+      }
+      const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
+      process.stdout.write(
+        `eval accuracy on ${d.n} examples: θ₀ ${pct(d.accuracy.initial)}, fine-tuned ${pct(d.accuracy.finetuned)}, linearized ${pct(d.accuracy.linearized)}\n` +
+          `share of the fine-tuning gain the linearized model recovers: ${d.linearizedShare === null ? 'n/a (fine-tuning did not change the accuracy)' : pct(d.linearizedShare)}\n` +
+          `‖f_lin − f_FT‖ / ‖f_FT − f₀‖ on the eval logits: ${d.linearizationError.toFixed(4)}\n` +
+          `relative ${d.formula} kernel change ‖K(θ_FT) − K(θ₀)‖_F / ‖K(θ₀)‖_F on ${enc.sets.train!.length} training examples: ${d.kernelChange.toFixed(4)}\n`,
+      );
     });
 
   kernel

@@ -5,10 +5,11 @@
 import type { Command } from 'commander';
 import { LmtuneError } from '../util/errors.ts';
 import { loadTransformer } from '../models/index.ts';
-import { readTrajectory, replayTrajectory } from '../optim/trajectory.ts';
+import { replayTrajectory } from '../optim/trajectory.ts';
+import { readTrajectory } from '../node/trajectory-file.ts';
 import { saveModelFolder } from '../train/loop.ts';
 import { num, ProgressLine } from './flags.ts';
-import { checkOutputFolder } from '../util/outputs.ts';
+import { checkOutputFolder } from '../node/outputs.ts';
 
 export async function replayRun(modelDir: string, trajectoryPath: string, outDir: string, steps?: number, onStep?: (done: number, total: number) => void): Promise<{ steps: number }> {
   // before any work: --out must be new, empty, or an earlier replay's output (never a run or its initial/)

@@ -9,12 +9,12 @@
  */
 import type { Command } from 'commander';
 import { LmtuneError } from '../util/errors.ts';
-import { atomicWrite, stableStringify } from '../util/fsx.ts';
+import { atomicWrite, stableStringify } from '../node/fsx.ts';
 import { loadTransformer } from '../models/index.ts';
 import { loadExamples, resolveTask } from '../tasks/index.ts';
 import { htmlReport } from '../report/plot.ts';
 import { checkCompatible, readFeatureFile } from '../features/feature-file.ts';
-import { defaultCs, repeatedSplits, trainAndEvaluate } from '../features/cv.ts';
+import { defaultCs, PROBE_SOLVER, repeatedSplits, trainAndEvaluate } from '../features/cv.ts';
 import { compareProbes, renderCompareTable, sampleExamples, splitExamples, type CompareResult } from '../features/compare.ts';
 import { fmtEta, num, ProgressLine } from './flags.ts';
 
@@ -33,6 +33,7 @@ interface ProbeFlags {
   cv: string;
   cs?: string;
   standardize?: boolean;
+  maxIter: string;
   splits: string;
   testFraction: string;
   seed: string;
@@ -51,6 +52,7 @@ interface CompareFlags {
   cv: string;
   cs?: string;
   standardize?: boolean;
+  maxIter: string;
   seed: string;
   batchSize: string;
   threads: string;
@@ -95,6 +97,7 @@ export function register(program: Command): void {
     .option('--cv <k>', 'cross-validation folds', '5')
     .option('--cs <list>', 'comma-separated Cs (inverse L2 strength on the summed loss; default 10^-6..10^3, or 10^-3..10^2 from 10 000 examples)')
     .option('--standardize', 'standardize features (training mean and std) before the probe')
+    .option('--max-iter <n>', 'L-BFGS iterations per fit (the reference\'s max_iter)', String(PROBE_SOLVER.maxIter))
     .option('--splits <n>', 'random splits without --eval', '10')
     .option('--test-fraction <x>', 'held-out fraction per split without --eval', '0.1')
     .option('--seed <n>', 'seed of the random splits and samples', '0')
@@ -123,7 +126,7 @@ function probeFiles(flags: ProbeFlags): void {
   const tr = readFeatureFile(flags.train, '--train');
   const folds = num('--cv', flags.cv, { int: true, min: 2 });
   const Cs = flags.cs !== undefined ? parseCs(flags.cs) : defaultCs(tr.data.n);
-  const cv = { Cs, folds, standardize: Boolean(flags.standardize) };
+  const cv = { Cs, folds, standardize: Boolean(flags.standardize), solver: { ...PROBE_SOLVER, maxIter: num('--max-iter', flags.maxIter, { int: true, min: 1 }) } };
   let result: Record<string, unknown>;
   if (flags.eval) {
     const ev = readFeatureFile(flags.eval, '--eval');
@@ -175,6 +178,7 @@ async function compare(flags: CompareFlags): Promise<void> {
       standardize: Boolean(flags.standardize),
       prompt: flags.prompt ?? null,
       batchSize: num('--batch-size', flags.batchSize, { int: true, min: 1 }),
+      maxIter: num('--max-iter', flags.maxIter, { int: true, min: 1 }),
     },
     (p) => {
       if (!flags.progress) return;

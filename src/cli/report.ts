@@ -1,6 +1,6 @@
 /** `lmtune report overlay`: several runs' loss curves in SDE time on one HTML page. */
 import type { Command } from 'commander';
-import { atomicWrite } from '../util/fsx.ts';
+import { atomicWrite } from '../node/fsx.ts';
 import { overlayReport } from '../report/overlay.ts';
 import { num } from './flags.ts';
 

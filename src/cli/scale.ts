@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { diagnoseModel } from '../scaling/diagnose.ts';
 import { LmtuneError } from '../util/errors.ts';
-import { atomicWrite } from '../util/fsx.ts';
+import { atomicWrite } from '../node/fsx.ts';
 import {
   defaultWdMode,
   type BetaMap,

@@ -8,11 +8,12 @@ import { resolve as resolvePath } from 'node:path';
 import type { Command } from 'commander';
 import YAML from 'yaml';
 import { LmtuneError } from '../util/errors.ts';
-import { stableStringify } from '../util/fsx.ts';
+import { stableStringify } from '../node/fsx.ts';
 import { readRunConfig, train, type TrainSummary } from '../train/loop.ts';
 import type { OptimizerName, TrainConfig } from '../train/options.ts';
 import type { PeftSpec } from '../peft/spec.ts';
 import { fmtEta, num, oneOf, ProgressLine } from './flags.ts';
+import { ZO_METHOD_INFO, ZO_METHODS, zoMethodHelp } from '../optim/zo/registry.ts';
 
 const OPTIMIZERS: OptimizerName[] = ['sgd', 'sgdm', 'rmsprop', 'adam', 'adamw', 'mezo'];
 const DEFAULT_LR: Record<OptimizerName, number> = { sgd: 1e-3, sgdm: 1e-3, rmsprop: 1e-4, adam: 1e-5, adamw: 1e-5, mezo: 1e-6 };
@@ -23,7 +24,7 @@ type Flags = Record<string, string | boolean | undefined>;
 
 const FLAG_KEYS = [
   'model', 'task', 'data', 'dev', 'numTrain', 'numDev', 'devLimit', 'optimizer', 'lr', 'weightDecay', 'momentum', 'momentumForm', 'nesterov', 'beta1', 'beta2',
-  'eps', 'epsMode', 'zoEps', 'zoSamples', 'zoDist', 'zoRule', 'zoObjective', 'schedule', 'warmup', 'maxSteps', 'batchSize', 'gradAccum', 'clip', 'evalEvery', 'saveEvery',
+  'eps', 'epsMode', 'zoEps', 'zoSamples', 'zoDist', 'zoRule', 'zoMethod', 'zoObjective', 'schedule', 'warmup', 'maxSteps', 'batchSize', 'gradAccum', 'clip', 'evalEvery', 'saveEvery',
   'seed', 'peft', 'trainable', 'loraR', 'loraAlpha', 'loraTargets', 'prefixSlots', 'prefixInit', 'objective', 'svag', 'threads', 'maxLength', 'skipInvalid', 'truncation',
 ];
 
@@ -97,6 +98,7 @@ export function buildTrainConfig(f: Flags): TrainConfig {
       zoDistribution: oneOf('--zo-dist', str('zoDist') ?? 'gaussian', ['gaussian', 'rademacher'] as const),
       zoRule: oneOf('--zo-rule', str('zoRule') ?? 'sgd', ['sgd', 'momentum', 'adam'] as const),
       zoObjective: oneOf('--zo-objective', str('zoObjective') ?? 'ce', ['ce', 'accuracy', 'f1'] as const),
+      ...(str('zoMethod') ? { zoMethod: oneOf('--zo-method', str('zoMethod')!, ZO_METHODS) } : {}),
     },
     schedule: oneOf('--schedule', str('schedule') ?? (opt === 'mezo' ? 'constant' : 'linear'), ['constant', 'linear', 'cosine'] as const),
     warmupSteps: num('--warmup', str('warmup') ?? '0', { int: true, min: 0, max: maxSteps }),
@@ -114,6 +116,7 @@ export function buildTrainConfig(f: Flags): TrainConfig {
     threads: str('threads') ? num('--threads', str('threads'), { int: true, min: 1 }) : null,
   };
   if (cfg.clipNorm === 0) cfg.clipNorm = null;
+  if (cfg.optimizer.zoMethod !== undefined && opt !== 'mezo') throw new LmtuneError('CONFIG', `--zo-method applies to --optimizer mezo, not ${opt}`);
   if (f.skipInvalid === true || f.skipInvalid === 'true') {
     if (cfg.task !== 'chat') throw new LmtuneError('CONFIG', '--skip-invalid applies to --task chat only');
     cfg.skipInvalid = true;
@@ -130,7 +133,7 @@ export function buildTrainConfig(f: Flags): TrainConfig {
 const FLAG_PATHS: Record<string, string> = {
   optimizer: 'optimizer.name', lr: 'optimizer.lr', weightDecay: 'optimizer.weightDecay', momentum: 'optimizer.momentum', momentumForm: 'optimizer.momentumForm',
   nesterov: 'optimizer.nesterov', beta1: 'optimizer.beta1', beta2: 'optimizer.beta2', eps: 'optimizer.eps', epsMode: 'optimizer.epsMode', zoEps: 'optimizer.zoEps',
-  zoSamples: 'optimizer.zoSamples', zoDist: 'optimizer.zoDistribution', zoRule: 'optimizer.zoRule', zoObjective: 'optimizer.zoObjective', warmup: 'warmupSteps',
+  zoSamples: 'optimizer.zoSamples', zoDist: 'optimizer.zoDistribution', zoRule: 'optimizer.zoRule', zoMethod: 'optimizer.zoMethod', zoObjective: 'optimizer.zoObjective', warmup: 'warmupSteps',
   clip: 'clipNorm', peft: 'peft.kind', trainable: 'peft.only', loraR: 'peft.rank', loraAlpha: 'peft.alpha', loraTargets: 'peft.targets', prefixSlots: 'peft.slots',
   prefixInit: 'peft.initByRealActivations',
 };
@@ -202,6 +205,7 @@ export function register(program: Command): void {
     .option('--zo-samples <n>', 'MeZO perturbations per step (n-SPSA)', '1')
     .option('--zo-dist <d>', 'MeZO perturbation distribution: gaussian or rademacher', 'gaussian')
     .option('--zo-rule <r>', 'MeZO update: sgd (inference memory), momentum (+1x trainable params of memory) or adam (+2x)', 'sgd')
+    .option('--zo-method <name>', `zeroth-order method (with --optimizer mezo; default: --zo-rule): ${zoMethodHelp()}; see docs/zo.md`)
     .option('--zo-objective <o>', 'MeZO objective: ce (cross-entropy), accuracy (−batch accuracy) or f1 (−SQuAD F1 of greedy generations): no gradients needed', 'ce')
     .option('--schedule <s>', 'constant, linear (warmup + decay) or cosine (default: linear; mezo: constant)')
     .option('--warmup <n>', 'warmup steps', '0')
@@ -242,6 +246,7 @@ export function register(program: Command): void {
       if (typeof opts.resume === 'string') {
         const cfg = readRunConfig(opts.resume);
         const cmd = program.commands.find((c) => c.name() === 'train')!;
+        if (typeof opts.config === 'string') throw new LmtuneError('CONFIG', `--config ${opts.config} cannot be combined with --resume ${opts.resume}: the run continues with its own config.json`, 'drop --config, or start a new run with --out');
         refuseChangedFlags(cfg, opts.resume, FLAG_KEYS.filter((k) => opts[k] !== undefined && cmd.getOptionValueSource(k) === 'cli').map((k) => [k, opts[k]] as const));
         summary = await train(cfg, opts.resume, hooks, true);
       } else {
@@ -251,6 +256,10 @@ export function register(program: Command): void {
         for (const k of FLAG_KEYS) if (opts[k] !== undefined && program.commands.find((c) => c.name() === 'train')!.getOptionValueSource(k) === 'cli') explicit[k] = opts[k];
         const merged: Flags = { ...opts, ...fromFile, ...explicit };
         const cfg = buildTrainConfig(merged);
+        if (cfg.optimizer.name === 'mezo') {
+          const m = cfg.optimizer.zoMethod ?? cfg.optimizer.zoRule;
+          process.stderr.write(`zo method ${m} (${ZO_METHOD_INFO[m].paper}): ${ZO_METHOD_INFO[m].passes} forward passes per step; memory beyond inference: ${ZO_METHOD_INFO[m].memory}\n`);
+        }
         summary = await train(cfg, String(opts.out), hooks, false);
       }
       process.stdout.write(opts.json ? stableStringify(summary) : renderSummary(summary));

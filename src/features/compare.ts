@@ -12,7 +12,7 @@ import { encodeTexts, extractFeatures } from './extract.ts';
 import { featureDefaults } from './defaults.ts';
 import { resolveWords, type ResolvedWords } from './words.ts';
 import { classLabel, exampleText } from './run.ts';
-import { defaultCs, trainAndEvaluate } from './cv.ts';
+import { defaultCs, PROBE_SOLVER, trainAndEvaluate } from './cv.ts';
 import { bowFeatures, bowVocabulary } from './bow.ts';
 import type { Dataset } from './probe.ts';
 
@@ -23,6 +23,8 @@ export interface CompareOptions {
   /** the prompt (null: the task's default) */
   prompt: string | null;
   batchSize?: number;
+  /** L-BFGS iterations per fit (default: the reference's 200) */
+  maxIter?: number;
 }
 
 export interface CompareRow {
@@ -96,7 +98,7 @@ export async function compareProbes(model: TransformerModel, task: Task, train: 
   const texts = { train: train.map((e) => exampleText(task, e)), eval: evalSet.map((e) => exampleText(task, e)) };
   const y = { train: Int32Array.from(train, (e) => classLabel(task, e, e.id)), eval: Int32Array.from(evalSet, (e) => classLabel(task, e, e.id)) };
   const Cs = opts.Cs ? [...opts.Cs] : defaultCs(train.length);
-  const cv = { Cs, folds: opts.folds, standardize: opts.standardize };
+  const cv = { Cs, folds: opts.folds, standardize: opts.standardize, solver: { ...PROBE_SOLVER, ...(opts.maxIter !== undefined ? { maxIter: opts.maxIter } : {}) } };
   const rows: CompareRow[] = [];
   const wordLists: Record<string, number[]> = {};
   if (subsetWords.ids.length) wordLists.subset = subsetWords.ids;

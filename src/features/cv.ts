@@ -10,6 +10,12 @@ import { Rng } from '../util/rng.ts';
 import { accuracyOf, classesOf, fitProbe, predict, probeParams, type Dataset, type LinearProbe } from './probe.ts';
 import type { LbfgsOptions } from './lbfgs.ts';
 
+/**
+ * The solver settings of the CLI: the reference's `max_iter=200` and a gradient tolerance that leaves
+ * accuracies unchanged; the library default (1000 iterations, 1e-8) is for tests that need the optimum.
+ */
+export const PROBE_SOLVER = { maxIter: 200, gtol: 1e-6 } as const;
+
 /** the reference's grid: 10^-6..10^3 below 10 000 examples, 10^-3..10^2 above */
 export function defaultCs(n: number): number[] {
   const [lo, hi] = n < 10000 ? [-6, 3] : [-3, 2];

@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { LmtuneError } from '../util/errors.ts';
-import { readSafetensors, writeSafetensors } from '../models/safetensors.ts';
+import { readSafetensors, writeSafetensors } from '../node/safetensors-file.ts';
 import type { Dataset } from './probe.ts';
 
 export const FEATURE_FORMAT = 'lmtune-features/1';

@@ -4,6 +4,7 @@
  * exception, never a case over the time limit. Then the failures the fuzzer found, kept as regression
  * cases: each is run through the same target and must now fail clearly (or work).
  */
+import '../node/host.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,9 +14,10 @@ import { fuzz, runCase } from './runner.ts';
 import { TARGETS } from './targets.ts';
 import { safetensorsTarget } from './targets/safetensors.ts';
 import { loadModelConfig } from '../models/config.ts';
-import { readSafetensors } from '../models/safetensors.ts';
+import { readSafetensors } from '../node/safetensors-file.ts';
 import { tinyConfig } from '../models/testing.ts';
 import { LmtuneError } from '../util/errors.ts';
+import { diskFolder } from '../node/folder.ts';
 import { dataTarget } from './targets/data.ts';
 import { trajectoryTarget } from './targets/trajectory.ts';
 import { tokenizerTarget } from './targets/tokenizer.ts';
@@ -59,7 +61,7 @@ test('regression: a config.json with a billion layers is refused instead of exha
   try {
     writeFileSync(join(dir, 'config.json'), JSON.stringify(tinyConfig('gpt2', { n_layer: 1e9 })));
     const t0 = performance.now();
-    assert.throws(() => loadModelConfig(dir), (e: unknown) => e instanceof LmtuneError && e.message.includes(join(dir, 'config.json')) && e.message.includes("'n_layer' is 1000000000"));
+    assert.throws(() => loadModelConfig(diskFolder(dir)), (e: unknown) => e instanceof LmtuneError && e.message.includes(join(dir, 'config.json')) && e.message.includes("'n_layer' is 1000000000"));
     assert.ok(performance.now() - t0 < 1000);
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -94,6 +96,18 @@ test('regression: a safetensors header listing a tensor twice is refused by name
     const file = join(dir, 'model.safetensors');
     writeFileSync(file, Buffer.concat([len, Buffer.from(header), Buffer.alloc(4)]));
     assert.throws(() => readSafetensors(file), (e: unknown) => e instanceof LmtuneError && e.message === `${file}: header lists tensor 'a' twice`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('regression: a config.json with a key twice is refused by name, not read as the last value', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lmtune-fuzz-dupcfg-'));
+  try {
+    const text = JSON.stringify(tinyConfig('gpt2')).replace('"n_layer":2', '"n_layer":2,"n_layer":200');
+    assert.ok(text.includes('"n_layer":200'));
+    writeFileSync(join(dir, 'config.json'), text);
+    assert.throws(() => loadModelConfig(diskFolder(dir)), (e: unknown) => e instanceof LmtuneError && e.message === `${join(dir, 'config.json')}: key "n_layer" appears twice`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

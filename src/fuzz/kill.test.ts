@@ -3,6 +3,7 @@
  * seeded random moment for the two jobs src/train/resume.test.ts does not cover at named fault points,
  * then --resume; the outputs equal an uninterrupted run's byte for byte.
  */
+import '../node/host.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';

@@ -6,6 +6,7 @@
  * stuck in a synchronous loop is reported as a hang (with its input) instead of stopping the run.
  * Exit status 1 when anything failed.
  */
+import '../node/host.ts';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -1,4 +1,5 @@
 /** Worker side of `npm run fuzz`: runs one target and reports each case before running it. */
+import '../node/host.ts';
 import { parentPort, workerData } from 'node:worker_threads';
 import { TARGETS } from './targets.ts';
 import { fuzz } from './runner.ts';

@@ -7,7 +7,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { LmtuneError } from '../util/errors.ts';
-import { stableStringify } from '../util/fsx.ts';
+import { atomicWrite, stableStringify } from '../node/fsx.ts';
 import type { TransformerModel } from '../models/model.ts';
 import { attachPeft } from '../peft/index.ts';
 import type { Example, Task } from '../tasks/index.ts';
@@ -15,8 +15,9 @@ import { RademacherProjection } from '../projection/rademacher.ts';
 import { binarySource, computeKernels, type KernelProgress, type KernelState, type Kernels } from './accumulate.ts';
 import { OrtGemm, float64Gemm, type KernelFormula } from './formula.ts';
 import { ModelJacobianSource, encodeForKernel, selectParams } from './model-source.ts';
-import { PARTIAL_FILE, modelFingerprint, prepareOutDir, readF64Safetensors, sha256File, writeF64Safetensors, writeKernelFolder, type KernelMeta, type StoredTensor } from './store.ts';
+import { PARTIAL_FILE, REPORT_FILE, modelFingerprint, prepareOutDir, readF64Safetensors, sha256File, writeF64Safetensors, writeKernelFolder, type KernelMeta, type StoredTensor } from './store.ts';
 import type { KernelProblem } from './solvers.ts';
+import { kernelReport } from './report.ts';
 
 export interface KernelSet {
   examples: readonly Example[];
@@ -131,6 +132,8 @@ export async function computeKernelSets(req: ComputeRequest): Promise<ComputeRes
   if (req.out) {
     writeKernelFolder(req.out, meta, kernelTensors(kernels, labels));
     if (existsSync(join(req.out, PARTIAL_FILE))) rmSync(join(req.out, PARTIAL_FILE));
+    const title = `${task.name}: ${formula} kernel of ${model.dir ?? 'a model'} (${N} training examples)`;
+    atomicWrite(join(req.out, REPORT_FILE), kernelReport(title, [{ name: 'train_train', K: kernels.kernels.train_train!, n: N, C: kernels.classes, labels: labels.train! }]));
   }
   return { kernels, labels, meta };
 }

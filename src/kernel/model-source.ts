@@ -170,7 +170,6 @@ export class ModelJacobianSource implements JacobianSource {
   readonly paramCount: number;
   private readonly blockParams: string[][];
   private readonly seq: number;
-  private readonly shapes = new Map<string, readonly number[]>();
 
   constructor(
     private readonly model: TransformerModel,
@@ -181,7 +180,6 @@ export class ModelJacobianSource implements JacobianSource {
     this.sizes = Object.fromEntries(Object.entries(enc.sets).map(([k, v]) => [k, v.length]));
     const sizes = opts.params.map((n) => {
       const t = model.adapters?.has(n) ? model.adapters.get(n) : model.weights.get(n);
-      this.shapes.set(n, t.shape);
       return t.data.length;
     });
     this.paramCount = sizes.reduce((a, b) => a + b, 0);
@@ -191,6 +189,11 @@ export class ModelJacobianSource implements JacobianSource {
     const longest = Math.max(...Object.values(enc.sets).flatMap((s) => s.map((x) => x.ids.length)));
     if (longest > model.maxPositions) throw new LmtuneError('DATA', `an input of ${longest} tokens does not fit the model's ${model.maxPositions} positions`);
     this.seq = Math.min(roundUp(longest, 16), Math.max(longest, model.maxPositions));
+  }
+
+  /** the parameter names of block b, in flat order */
+  paramsOfBlock(b: number): readonly string[] {
+    return this.blockParams[b]!;
   }
 
   async jacobian(set: string, start: number, count: number, block: number): Promise<JacobianBatch> {

@@ -5,6 +5,7 @@
  * error falls linearly with η. The step's gradient comes from the training stack's loss graph
  * (model.loss), not from the kernel's Jacobians, and the logits after the step from a plain forward pass.
  */
+import '../node/host.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';

@@ -15,7 +15,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LmtuneError } from '../util/errors.ts';
-import { atomicWrite, stableStringify } from '../util/fsx.ts';
+import { atomicWrite, stableStringify } from '../node/fsx.ts';
 import { asLanguageModel, loadTransformer } from '../models/index.ts';
 import { evaluate, kShotSplit, lmBffTestSet, readRecords, resolveTask, type Example, type RawRecord } from '../tasks/index.ts';
 import { train as fineTune } from '../train/loop.ts';
@@ -25,7 +25,8 @@ import { computeKernelSets, problemFromKernels, problemFromTensors } from './com
 import type { KernelFormula } from './formula.ts';
 import { aggregateBySeed, gridSearch } from './select.ts';
 import type { SolverName, SolverOptions } from './solvers.ts';
-import { KERNEL_FILE, readKernelFolder } from './store.ts';
+import { KERNEL_FILE, REPORT_FILE, readKernelFolder } from './store.ts';
+import { kernelReport } from './report.ts';
 
 export interface FineTuneGrid {
   steps: number;
@@ -244,6 +245,15 @@ export async function runKernelExperiment(o: RunOptions): Promise<RunSummary> {
     peakRssMb: Math.round(Math.max(peak, process.memoryUsage().rss) / 2 ** 20),
   };
   atomicWrite(join(o.out, 'results.json'), stableStringify(summary));
+  // heat maps of the first seed's kernels
+  const seed = o.seeds[0]!;
+  const shown = o.formulas.map((f) => {
+    const folder = readKernelFolder(join(o.out, `seed-${seed}`, `kernel-${f}`));
+    const K = folder.tensors.train_train!;
+    const labels = Int32Array.from(folder.tensors.labels_train!.data as BigInt64Array, (x) => Number(x));
+    return { name: `${f} (seed ${seed})`, K: K.data as Float64Array, n: labels.length, C: folder.meta.classes, labels };
+  });
+  atomicWrite(join(o.out, REPORT_FILE), kernelReport(`eNTK vs fine-tuning: ${task.name}, k = ${o.k}`, shown, summary));
   return summary;
 }
 

@@ -6,17 +6,19 @@
  * safetensors' F64/I64 are written here (models/safetensors.ts writes the f32 family only) and read back
  * through its validated header reader, without the f32 conversion its tensor reader applies.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, writeSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { LmtuneError } from '../util/errors.ts';
-import { atomicWrite, readJson, stableStringify } from '../util/fsx.ts';
-import { readSafetensorsHeader } from '../models/safetensors.ts';
+import { atomicWrite, readJson, stableStringify } from '../node/fsx.ts';
+import { parseSafetensorsHeader } from '../models/safetensors.ts';
+import type { Folder } from '../util/folder.ts';
 import type { KernelFormula } from './formula.ts';
 
 export const KERNEL_FILE = 'kernels.safetensors';
 export const META_FILE = 'meta.json';
 export const PARTIAL_FILE = 'partial.safetensors';
+export const REPORT_FILE = 'report.html';
 
 export type StoredTensor = { dtype: 'F64'; shape: number[]; data: Float64Array } | { dtype: 'I64'; shape: number[]; data: BigInt64Array };
 
@@ -85,9 +87,35 @@ export function writeF64Safetensors(path: string, tensors: Record<string, Stored
   renameSync(tmp, path);
 }
 
+/** the folder holding `path`, for the core's parsers (positioned reads, nothing cached) */
+function folderOf(path: string): Folder {
+  const dir = dirname(path);
+  return {
+    label: dir,
+    path: (name) => join(dir, name),
+    exists: (name) => existsSync(join(dir, name)),
+    list: () => readdirSync(dir),
+    size: (name) => statSync(join(dir, name)).size,
+    readInto(name, position, target) {
+      const fd = openSync(join(dir, name), 'r');
+      try {
+        let done = 0;
+        while (done < target.length) {
+          const n = readSync(fd, target, done, target.length - done, position + done);
+          if (n === 0) throw new LmtuneError('CHECKPOINT', `${join(dir, name)}: unexpected end of file`);
+          done += n;
+        }
+      } finally {
+        closeSync(fd);
+      }
+    },
+  };
+}
+
 /** Reads F64/I64 tensors exactly (the header is validated by models/safetensors.ts). */
 export function readF64Safetensors(path: string): { tensors: Record<string, StoredTensor>; metadata: Record<string, string> } {
-  const h = readSafetensorsHeader(path);
+  if (!existsSync(path)) throw new LmtuneError('IO', `${path}: not found`);
+  const h = parseSafetensorsHeader(folderOf(path), basename(path));
   const fd = openSync(path, 'r');
   try {
     const tensors: Record<string, StoredTensor> = {};
@@ -137,7 +165,7 @@ export function prepareOutDir(dir: string): { partial: boolean } {
   if (entries.includes(KERNEL_FILE) || entries.includes(META_FILE)) {
     throw new LmtuneError('IO', `${dir} already holds finished kernels (${KERNEL_FILE})`, 'choose another --out folder, or delete this one yourself');
   }
-  const ours = new Set([PARTIAL_FILE, 'log.jsonl']);
+  const ours = new Set([PARTIAL_FILE, REPORT_FILE]);
   const foreign = entries.filter((e) => !ours.has(e));
   if (foreign.length) throw new LmtuneError('IO', `${dir} is not empty and was not made by lmtune kernel compute (it holds ${foreign.slice(0, 3).join(', ')})`, 'choose a new --out folder');
   return { partial: entries.includes(PARTIAL_FILE) };

@@ -4,10 +4,10 @@
  * its own Float32Array; saving writes the same layout transformers writes (config.json, model.safetensors
  * or `model-0000i-of-0000n.safetensors` + index), so a saved folder loads with `from_pretrained`.
  */
-import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { isAbsolute, join, normalize, relative } from 'node:path';
 import { LmtuneError } from '../util/errors.ts';
-import { atomicWrite, readJson, stableStringify } from '../util/fsx.ts';
+import { stableStringify } from '../util/json.ts';
+import { readJsonIn, type Folder } from '../util/folder.ts';
+import { asFolder, requireHost, textFile } from '../util/host.ts';
 import {
   checkTensors,
   isBufferName,
@@ -17,31 +17,22 @@ import {
   type ModelConfig,
   type ModelFamily,
 } from './config.ts';
-import {
-  readSafetensors,
-  readSafetensorsHeader,
-  tensorBytes,
-  writeSafetensors,
-  type LoadedTensor,
-  type SafetensorsHeader,
-  type TensorToWrite,
-  type WritableDtype,
-} from './safetensors.ts';
+import { parseSafetensors, parseSafetensorsHeader, serializeSafetensors, tensorBytes, type LoadedTensor, type SafetensorsHeader, type TensorToWrite, type WritableDtype } from './safetensors.ts';
 import { loadTokenizer, type TokenizerFacts } from './tokenizer.ts';
 
 export const SINGLE_FILE = 'model.safetensors';
 export const INDEX_FILE = 'model.safetensors.index.json';
-const SHARD_RE = /^model-\d{5}-of-\d{5}\.safetensors$/;
+export const SHARD_RE = /^model-\d{5}-of-\d{5}\.safetensors$/;
 
 export type CheckpointTensor = LoadedTensor;
 
 export interface CheckpointLayout {
   kind: 'single' | 'sharded';
-  /** weight files in load order (absolute paths) */
+  /** weight files in load order (names in the folder) */
   files: string[];
-  /** the index file when sharded */
+  /** the index file's name when sharded */
   index: string | null;
-  /** tensor name → shard path, from the index */
+  /** tensor name → shard file name, from the index */
   weightMap: Map<string, string> | null;
 }
 
@@ -49,24 +40,28 @@ const CONVERT_HINT =
   'convert it to safetensors with transformers: AutoModelForCausalLM.from_pretrained(dir).save_pretrained(out, safe_serialization=True) (AutoModelForMaskedLM for RoBERTa)';
 
 /** Finds the weight files of a folder, as transformers does: model.safetensors first, then the index. */
-export function findCheckpointFiles(dir: string): CheckpointLayout {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new LmtuneError('CHECKPOINT', `${dir}: not a folder`);
-  const single = join(dir, SINGLE_FILE);
-  if (existsSync(single)) return { kind: 'single', files: [single], index: null, weightMap: null };
-  const indexPath = join(dir, INDEX_FILE);
-  if (existsSync(indexPath)) return readIndex(dir, indexPath);
-  const present = new Set(readdirSync(dir));
+export function findCheckpointFiles(folder: string | Folder): CheckpointLayout {
+  const dir = asFolder(folder, 'reading a checkpoint');
+  if (dir.exists(SINGLE_FILE)) return { kind: 'single', files: [SINGLE_FILE], index: null, weightMap: null };
+  if (dir.exists(INDEX_FILE)) return readIndex(dir);
+  const present = new Set(dir.list());
   const other = ['pytorch_model.bin', 'pytorch_model.bin.index.json', 'tf_model.h5', 'flax_model.msgpack'].find((f) => present.has(f));
   if (other) {
-    throw new LmtuneError('UNSUPPORTED', `${dir}: the weights are in ${other}, which lmtune does not read (only safetensors)`, CONVERT_HINT);
+    throw new LmtuneError('UNSUPPORTED', `${dir.label}: the weights are in ${other}, which lmtune does not read (only safetensors)`, CONVERT_HINT);
   }
-  throw new LmtuneError('CHECKPOINT', `${dir}: no ${SINGLE_FILE} or ${INDEX_FILE} in this folder`, 'point lmtune at a Hugging Face model folder');
+  throw new LmtuneError('CHECKPOINT', `${dir.label}: no ${SINGLE_FILE} or ${INDEX_FILE} in this folder`, 'point lmtune at a Hugging Face model folder');
 }
 
-function readIndex(dir: string, indexPath: string): CheckpointLayout {
+/** a shard name that stays inside the folder */
+function isPlainFileName(f: string): boolean {
+  return f !== '' && !f.startsWith('/') && !/^[A-Za-z]:[\\/]/.test(f) && !f.split(/[\\/]/).includes('..');
+}
+
+function readIndex(dir: Folder): CheckpointLayout {
+  const indexPath = dir.path(INDEX_FILE);
   let raw: unknown;
   try {
-    raw = readJson(indexPath, 'safetensors index');
+    raw = readJsonIn(dir, INDEX_FILE, 'safetensors index');
   } catch (e) {
     throw new LmtuneError('CHECKPOINT', (e as Error).message);
   }
@@ -75,30 +70,31 @@ function readIndex(dir: string, indexPath: string): CheckpointLayout {
   const weightMap = new Map<string, string>();
   const files: string[] = [];
   for (const [name, file] of Object.entries(wm as Record<string, unknown>)) {
-    if (typeof file !== 'string' || file === '' || isAbsolute(file) || normalize(file).startsWith('..')) {
+    if (typeof file !== 'string' || !isPlainFileName(file)) {
       throw new LmtuneError('CHECKPOINT', `${indexPath}: weight_map['${name}'] is ${JSON.stringify(file)}, expected a file name inside the folder`);
     }
-    const path = join(dir, file);
-    if (!files.includes(path)) {
-      if (!existsSync(path)) {
-        throw new LmtuneError('CHECKPOINT', `${indexPath}: weight_map puts tensor '${name}' in ${file}, which does not exist in ${dir}`, 'the download is incomplete: fetch every shard the index lists');
+    const f = file.replace(/^\.\//, '');
+    if (!files.includes(f)) {
+      if (!dir.exists(f)) {
+        throw new LmtuneError('CHECKPOINT', `${indexPath}: weight_map puts tensor '${name}' in ${file}, which does not exist in ${dir.label}`, 'the download is incomplete: fetch every shard the index lists');
       }
-      files.push(path);
+      files.push(f);
     }
-    weightMap.set(name, path);
+    weightMap.set(name, f);
   }
   if (files.length === 0) throw new LmtuneError('CHECKPOINT', `${indexPath}: weight_map is empty`);
   files.sort(); // shard names sort in shard order
-  return { kind: 'sharded', files, index: indexPath, weightMap };
+  return { kind: 'sharded', files, index: INDEX_FILE, weightMap };
 }
 
 /** The parsed config.json of a folder, untouched. */
-export function readConfigJson(dir: string): Record<string, unknown> {
-  const path = join(dir, 'config.json');
-  if (!existsSync(path)) throw new LmtuneError('CHECKPOINT', `${dir}: no config.json in this folder`, 'point lmtune at a Hugging Face model folder');
+export function readConfigJson(folder: string | Folder): Record<string, unknown> {
+  const dir = asFolder(folder, 'reading config.json');
+  const path = dir.path('config.json');
+  if (!dir.exists('config.json')) throw new LmtuneError('CHECKPOINT', `${dir.label}: no config.json in this folder`, 'point lmtune at a Hugging Face model folder');
   let raw: unknown;
   try {
-    raw = readJson(path, 'config.json');
+    raw = readJsonIn(dir, 'config.json', 'config.json');
   } catch (e) {
     throw new LmtuneError('CHECKPOINT', (e as Error).message);
   }
@@ -107,29 +103,31 @@ export function readConfigJson(dir: string): Record<string, unknown> {
 }
 
 /** Checks that every tensor the index names is in the shard it names, and no tensor is in two shards. */
-function crossCheckShards(layout: CheckpointLayout, headers: readonly SafetensorsHeader[]): void {
+function crossCheckShards(dir: Folder, layout: CheckpointLayout, headers: readonly SafetensorsHeader[]): void {
   const owner = new Map<string, string>();
-  for (const h of headers) {
+  headers.forEach((h, i) => {
+    const file = layout.files[i]!;
     for (const name of h.tensors.keys()) {
       const prev = owner.get(name);
-      if (prev) throw new LmtuneError('CHECKPOINT', `tensor '${name}' is stored twice: in ${prev} and in ${h.path}`);
-      owner.set(name, h.path);
+      if (prev) throw new LmtuneError('CHECKPOINT', `tensor '${name}' is stored twice: in ${dir.path(prev)} and in ${dir.path(file)}`);
+      owner.set(name, file);
     }
-  }
+  });
   if (!layout.weightMap) return;
   for (const [name, file] of layout.weightMap) {
     if (owner.get(name) !== file) {
-      const where = owner.has(name) ? `it is in ${owner.get(name)}` : 'no shard holds it';
-      throw new LmtuneError('CHECKPOINT', `${layout.index}: weight_map puts tensor '${name}' in ${file}, but ${where}`);
+      const where = owner.has(name) ? `it is in ${dir.path(owner.get(name)!)}` : 'no shard holds it';
+      throw new LmtuneError('CHECKPOINT', `${dir.path(layout.index!)}: weight_map puts tensor '${name}' in ${dir.path(file)}, but ${where}`);
     }
   }
 }
 
 /** Headers of every weight file (cheap: no tensor data is read). */
-export function readCheckpointHeaders(dir: string): { layout: CheckpointLayout; headers: SafetensorsHeader[] } {
+export function readCheckpointHeaders(folder: string | Folder): { layout: CheckpointLayout; headers: SafetensorsHeader[] } {
+  const dir = asFolder(folder, 'reading a checkpoint');
   const layout = findCheckpointFiles(dir);
-  const headers = layout.files.map((f) => readSafetensorsHeader(f));
-  crossCheckShards(layout, headers);
+  const headers = layout.files.map((f) => parseSafetensorsHeader(dir, f));
+  crossCheckShards(dir, layout, headers);
   return { layout, headers };
 }
 
@@ -137,12 +135,13 @@ export function readCheckpointHeaders(dir: string): { layout: CheckpointLayout; 
  * Loads config.json and every tensor of a folder (converted to f32; `dtype` says what was stored), in
  * file order. Errors name the folder, file and tensor.
  */
-export async function loadCheckpointTensors(dir: string): Promise<{ config: Record<string, unknown>; tensors: Map<string, CheckpointTensor> }> {
+export async function loadCheckpointTensors(folder: string | Folder): Promise<{ config: Record<string, unknown>; tensors: Map<string, CheckpointTensor> }> {
+  const dir = asFolder(folder, 'loading a checkpoint');
   const config = readConfigJson(dir);
-  const { headers } = readCheckpointHeaders(dir);
+  const { layout } = readCheckpointHeaders(dir);
   const tensors = new Map<string, CheckpointTensor>();
-  for (const h of headers) {
-    for (const [name, t] of readSafetensors(h.path).tensors) tensors.set(name, t);
+  for (const f of layout.files) {
+    for (const [name, t] of parseSafetensors(dir, f).tensors) tensors.set(name, t);
   }
   return { config, tensors };
 }
@@ -167,20 +166,29 @@ function storageDtype(t: { dtype?: string }, opt: SaveOptions['dtype']): Writabl
   return t.dtype === 'F16' || t.dtype === 'BF16' ? t.dtype : 'F32';
 }
 
+/** What a save writes: weight files (in order), the index when sharded, and config.json last. */
+export interface CheckpointPlan {
+  weightFiles: { name: string; tensors: [string, TensorToWrite][] }[];
+  /** model.safetensors.index.json's text when sharded */
+  index: string | null;
+  config: string;
+  totalTensorBytes: number;
+}
+
 /**
- * Writes config.json (keys sorted) and the tensors (in the given order) as model.safetensors, or as
- * shards + model.safetensors.index.json when they exceed `maxShardBytes`. A weight file of the other
- * layout left by an earlier save is removed, so the folder is never ambiguous. Deterministic: the same
- * input gives the same bytes, and save → load → save reproduces every file.
+ * Plans config.json (keys sorted) and the tensors (in the given order) as model.safetensors, or as
+ * shards + model.safetensors.index.json when they exceed `maxShardBytes`; src/node/checkpoint-files.ts
+ * writes the plan. Deterministic: the same input gives the same bytes, and save → load → save
+ * reproduces every file. `where` names the destination in messages.
  */
-export function saveCheckpoint(
-  dir: string,
+export function planCheckpoint(
+  where: string,
   config: Record<string, unknown>,
   tensors: ReadonlyMap<string, { shape: readonly number[]; data: Float32Array; dtype?: string }>,
   opts: SaveOptions = {},
-): SavedCheckpoint {
+): CheckpointPlan {
   const entries: [string, TensorToWrite][] = [...tensors].map(([name, t]) => [name, { shape: t.shape, data: t.data, dtype: storageDtype(t, opts.dtype) }]);
-  if (entries.length === 0) throw new LmtuneError('CHECKPOINT', `${dir}: refusing to save a checkpoint with no tensors`);
+  if (entries.length === 0) throw new LmtuneError('CHECKPOINT', `${where}: refusing to save a checkpoint with no tensors`);
   const sizes = entries.map(([, t]) => tensorBytes(t.shape, t.dtype ?? 'F32'));
   const total = sizes.reduce((a, b) => a + b, 0);
 
@@ -194,42 +202,33 @@ export function saveCheckpoint(
     let curBytes = 0;
     entries.forEach((e, i) => {
       // a tensor larger than the limit gets a shard of its own, as in transformers
-      if (cur.length > 0 && curBytes + sizes[i] > max) {
+      if (cur.length > 0 && curBytes + sizes[i]! > max) {
         shards.push(cur);
         cur = [];
         curBytes = 0;
       }
       cur.push(e);
-      curBytes += sizes[i];
+      curBytes += sizes[i]!;
     });
     shards.push(cur);
   }
 
-  const written: string[] = [];
-  const metadata = { format: 'pt' };
+  let weightFiles: CheckpointPlan['weightFiles'];
+  let index: string | null = null;
   if (shards.length === 1) {
-    const path = join(dir, SINGLE_FILE);
-    writeSafetensors(path, shards[0], metadata);
-    written.push(path);
-    removeStale(dir, new Set([SINGLE_FILE]));
+    weightFiles = [{ name: SINGLE_FILE, tensors: shards[0]! }];
   } else {
     const n = shards.length;
     const weightMap: Record<string, string> = {};
-    const keep = new Set<string>([INDEX_FILE]);
-    shards.forEach((shard, i) => {
-      const file = `model-${String(i + 1).padStart(5, '0')}-of-${String(n).padStart(5, '0')}.safetensors`;
-      writeSafetensors(join(dir, file), shard, metadata);
-      for (const [name] of shard) weightMap[name] = file;
-      written.push(join(dir, file));
-      keep.add(file);
+    weightFiles = shards.map((shard, i) => {
+      const name = `model-${String(i + 1).padStart(5, '0')}-of-${String(n).padStart(5, '0')}.safetensors`;
+      for (const [t] of shard) weightMap[t] = name;
+      return { name, tensors: shard };
     });
-    atomicWrite(join(dir, INDEX_FILE), stableStringify({ metadata: { total_size: total }, weight_map: weightMap }));
-    written.push(join(dir, INDEX_FILE));
-    removeStale(dir, keep);
+    index = stableStringify({ metadata: { total_size: total }, weight_map: weightMap });
   }
 
-  // config.json last, so a folder whose weights failed to write keeps its old, matching config; it
-  // states the storage dtype, as save_pretrained does
+  // config.json states the storage dtype, as save_pretrained does
   const dtypes = new Set(entries.map(([, t]) => t.dtype ?? 'F32'));
   const cfg: Record<string, unknown> = { ...config };
   if (dtypes.size === 1) {
@@ -237,16 +236,29 @@ export function saveCheckpoint(
     if ('dtype' in cfg) cfg.dtype = td;
     else cfg.torch_dtype = td;
   }
-  atomicWrite(join(dir, 'config.json'), stableStringify(cfg));
-  return { files: [join(dir, 'config.json'), ...written], totalTensorBytes: total };
+  return { weightFiles, index, config: stableStringify(cfg), totalTensorBytes: total };
 }
 
-/** Removes weight files of an earlier save that the new one did not write. */
-function removeStale(dir: string, keep: ReadonlySet<string>): void {
-  for (const f of readdirSync(dir)) {
-    if (keep.has(f)) continue;
-    if (f === SINGLE_FILE || f === INDEX_FILE || SHARD_RE.test(f)) rmSync(join(dir, f), { force: true });
-  }
+/**
+ * Writes a checkpoint folder through the host (atomic files, config.json last so a folder whose weights
+ * failed to write keeps its old, matching config). A weight file of the other layout left by an earlier
+ * save is removed, so the folder is never ambiguous.
+ */
+export function saveCheckpoint(
+  dir: string,
+  config: Record<string, unknown>,
+  tensors: ReadonlyMap<string, { shape: readonly number[]; data: Float32Array; dtype?: string }>,
+  opts: SaveOptions = {},
+): SavedCheckpoint {
+  const plan = planCheckpoint(dir, config, tensors, opts);
+  const files = [
+    ...plan.weightFiles.map((w) => ({ name: w.name, write: (sink: Parameters<typeof serializeSafetensors>[0]) => void serializeSafetensors(sink, w.tensors, { format: 'pt' }, w.name) })),
+    ...(plan.index !== null ? [textFile(INDEX_FILE, plan.index)] : []),
+    textFile('config.json', plan.config),
+  ];
+  const written = requireHost('saving a checkpoint').writeFiles(dir, files, (f) => f === SINGLE_FILE || f === INDEX_FILE || SHARD_RE.test(f));
+  // config.json first in the list, as callers have always been told
+  return { files: [written[written.length - 1]!, ...written.slice(0, -1)], totalTensorBytes: plan.totalTensorBytes };
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -321,9 +333,10 @@ function highlights(c: ModelConfig): Record<string, string | number | boolean | 
 }
 
 /** Facts about a checkpoint folder, read from config.json, the safetensors headers (no tensor data) and the tokenizer. */
-export async function describeCheckpoint(dir: string): Promise<CheckpointInfo> {
+export async function describeCheckpoint(folder: string | Folder): Promise<CheckpointInfo> {
+  const dir = asFolder(folder, 'describing a checkpoint');
   const raw = readConfigJson(dir);
-  const parsed = parseModelConfig(raw, join(dir, 'config.json'));
+  const parsed = parseModelConfig(raw, dir.path('config.json'));
   const { layout, headers } = readCheckpointHeaders(dir);
   const shapes = new Map<string, { shape: number[]; dtype: string }>();
   for (const h of headers) for (const [name, t] of h.tensors) shapes.set(name, { shape: t.shape, dtype: t.dtype });
@@ -338,7 +351,7 @@ export async function describeCheckpoint(dir: string): Promise<CheckpointInfo> {
   }
   let tensorCheck = 'ok';
   try {
-    const check = checkTensors(config, shapes, layout.index ?? layout.files[0]);
+    const check = checkTensors(config, shapes, dir.path(layout.index ?? layout.files[0]!));
     if (check.tiedHeadAbsent) notes.push('LM head tied to the token embedding (no head tensor stored)');
     if (check.buffers.length) notes.push(`${check.buffers.length} buffer tensor(s) ignored (e.g. ${check.buffers[0]})`);
     if (check.unexpected.length) notes.push(`${check.unexpected.length} tensor(s) the config does not use (e.g. ${check.unexpected[0]})`);
@@ -360,12 +373,12 @@ export async function describeCheckpoint(dir: string): Promise<CheckpointInfo> {
     tokenizer = { error: e.message };
   }
   return {
-    dir,
+    dir: dir.label,
     family: config.family,
     modelType: config.modelType,
     architectures: config.architectures,
     layout: layout.kind,
-    files: [...layout.files, ...(layout.index ? [layout.index] : [])].map((f) => ({ name: relative(dir, f), bytes: statSync(f).size })),
+    files: [...layout.files, ...(layout.index ? [layout.index] : [])].map((f) => ({ name: f, bytes: dir.size(f) })),
     tensorCount: shapes.size,
     parameters,
     expectedParameters: parameterCount(config),

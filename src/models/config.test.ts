@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LmtuneError } from '../util/errors.ts';
-import { readJson } from '../util/fsx.ts';
+import { readJson } from '../node/fsx.ts';
 import { checkTensors, expectedTensors, loadModelConfig, parameterCount, parseModelConfig, reconcileWithTensors } from './config.ts';
-import { readSafetensorsHeader } from './safetensors.ts';
+import { readSafetensorsHeader } from '../node/safetensors-file.ts';
 
 const MODELS = '/work/shared/data/models';
 const TINY = `${MODELS}/tiny-random-gpt2`;

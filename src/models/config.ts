@@ -6,10 +6,9 @@
  * names the HF key it comes from. Missing keys take the default of the HF config class, so a config that
  * loads in transformers parses the same here; `checkTensors` then catches any config/weights mismatch.
  */
-import { join } from 'node:path';
-import { existsSync } from 'node:fs';
 import { LmtuneError } from '../util/errors.ts';
-import { readJson } from '../util/fsx.ts';
+import { readJsonIn, type Folder } from '../util/folder.ts';
+import { asFolder } from '../util/host.ts';
 
 export type ModelFamily = 'gpt2' | 'opt' | 'llama' | 'gpt_neox' | 'roberta' | 'gemma';
 
@@ -547,12 +546,12 @@ export function attentionWindow(cfg: ModelConfig): number | null {
 }
 
 /** Reads and parses `<dir>/config.json`. */
-export function loadModelConfig(dir: string): ModelConfig {
-  const path = join(dir, 'config.json');
-  if (!existsSync(path)) {
-    throw new LmtuneError('CHECKPOINT', `${dir}: no config.json in this folder`, 'point lmtune at a Hugging Face model folder (config.json + model.safetensors)');
+export function loadModelConfig(folder: string | Folder): ModelConfig {
+  const dir = asFolder(folder, 'reading config.json');
+  if (!dir.exists('config.json')) {
+    throw new LmtuneError('CHECKPOINT', `${dir.label}: no config.json in this folder`, 'point lmtune at a Hugging Face model folder (config.json + model.safetensors)');
   }
-  return parseModelConfig(readJson(path, 'config.json'), path);
+  return parseModelConfig(readJsonIn(dir, 'config.json', 'config.json'), dir.path('config.json'));
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@
  * positions: classification scoring touches a handful of rows of a 50k-wide vocabulary.
  */
 import { LmtuneError } from '../util/errors.ts';
+import type { Folder } from '../util/folder.ts';
+import { asFolder } from '../util/host.ts';
 import { type Backend, type Executable, Graph, type Value, compile, grad, toFloat64, type Feeds, type OutputTensor } from '../engine/index.ts';
 import { type ModelConfig, attentionWindow, checkTensors, kvHeads, loadModelConfig, parseModelConfig, reconcileWithTensors } from './config.ts';
 import { loadCheckpointTensors, saveCheckpoint } from './checkpoint.ts';
@@ -120,9 +122,12 @@ export class TransformerModel {
     return this.cfg.maxPositions;
   }
 
-  static async load(dir: string, opts: ModelOptions & { tokenizer?: boolean } = {}): Promise<TransformerModel> {
-    const cfg0 = loadModelConfig(dir);
-    const { tensors } = await loadCheckpointTensors(dir);
+  /** a Hugging Face folder: a path (through the host, src/node/host.ts in Node) or a Folder (a page's files) */
+  static async load(folder: string | Folder, opts: ModelOptions & { tokenizer?: boolean } = {}): Promise<TransformerModel> {
+    const src = asFolder(folder, 'loading a model');
+    const dir = src.label;
+    const cfg0 = loadModelConfig(src);
+    const { tensors } = await loadCheckpointTensors(src);
     const { config: cfg } = reconcileWithTensors(cfg0, tensors);
     const check = checkTensors(cfg, tensors, dir);
     const store = new WeightStore([], opts.sharedWeights ?? false);
@@ -131,7 +136,7 @@ export class TransformerModel {
       checkWeightValues(dir, found, t);
       store.set(canonical, t.shape, t.data);
     }
-    const tok = opts.tokenizer === false ? null : await loadTokenizer(dir, cfg.family);
+    const tok = opts.tokenizer === false ? null : await loadTokenizer(src, cfg.family);
     return new TransformerModel(cfg, store, tok, opts, dir);
   }
 

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LmtuneError } from '../util/errors.ts';
 import { fillGaussian } from '../util/rng.ts';
-import { readSafetensors, readSafetensorsHeader, writeSafetensors, __test } from './safetensors.ts';
+import { __test } from './safetensors.ts';
+import { readSafetensors, readSafetensorsHeader, writeSafetensors } from '../node/safetensors-file.ts';
 
 const TINY = '/work/shared/data/models/tiny-random-gpt2/model.safetensors';
 const ROOT = mkdtempSync(join(tmpdir(), 'lmtune-st-'));

@@ -5,13 +5,12 @@
  *
  * Reading never loads the whole file into one buffer: the header is read first and validated the way
  * the reference (Rust) implementation validates it, then each tensor is read with a positioned read into
- * its own Float32Array. Writing streams header and tensors into a temp file that is renamed into place,
- * so a crash never leaves a half-written checkpoint and a multi-GB file never sits in memory twice.
+ * its own Float32Array. Writing streams header and tensors into a sink (src/node/safetensors-file.ts
+ * makes it a temp file renamed into place, so a crash never leaves a half-written checkpoint and a
+ * multi-GB file never sits in memory twice). Files come through the `Folder` interface: no paths here.
  */
-import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { endianness } from 'node:os';
-import { basename, dirname, join } from 'node:path';
 import { LmtuneError } from '../util/errors.ts';
+import { MemorySink, type ByteSink, type Folder } from '../util/folder.ts';
 import { duplicateKey } from '../util/json-dupes.ts';
 
 /** Bytes per element of every dtype the format defines. */
@@ -38,8 +37,6 @@ export type WritableDtype = 'F32' | 'F16' | 'BF16';
 
 /** The reference implementation refuses headers above 100 MB; a larger length means a corrupted file. */
 const MAX_HEADER_BYTES = 100_000_000;
-/** Positioned reads are split into chunks so no single read exceeds what Node accepts (2 GiB - 1). */
-const READ_CHUNK_BYTES = 1 << 30;
 
 export interface TensorInfo {
   dtype: string;
@@ -82,16 +79,14 @@ function bad(path: string, what: string): never {
 }
 
 function isLittleEndianHost(): boolean {
-  return endianness() === 'LE';
+  return new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 }
 
-function readFully(fd: number, target: Uint8Array, position: number, path: string, what: string): void {
-  let done = 0;
-  while (done < target.length) {
-    const want = Math.min(READ_CHUNK_BYTES, target.length - done);
-    const n = readSync(fd, target, done, want, position + done);
-    if (n === 0) bad(path, `unexpected end of file while reading ${what}`);
-    done += n;
+function readFully(folder: Folder, name: string, target: Uint8Array, position: number, what: string): void {
+  try {
+    folder.readInto(name, position, target);
+  } catch (e) {
+    bad(folder.path(name), `unexpected end of file while reading ${what} (${(e as Error).message})`);
   }
 }
 
@@ -161,36 +156,25 @@ function parseHeaderJson(path: string, bytes: Uint8Array, fileBytes: number, hea
   return { path, headerBytes, tensors, metadata, fileBytes };
 }
 
-function readHeaderFd(fd: number, path: string): SafetensorsHeader {
-  const fileBytes = fstatSync(fd).size;
+function readHeader(folder: Folder, name: string): SafetensorsHeader {
+  const path = folder.path(name);
+  const fileBytes = folder.size(name);
   if (fileBytes < 8) bad(path, `file is ${fileBytes} bytes, shorter than the 8-byte header length`);
   const lenBuf = new Uint8Array(8);
-  readFully(fd, lenBuf, 0, path, 'the header length');
+  readFully(folder, name, lenBuf, 0, 'the header length');
   const len = new DataView(lenBuf.buffer).getBigUint64(0, true);
   if (len > BigInt(MAX_HEADER_BYTES)) bad(path, `header length ${len} is implausibly large (over ${MAX_HEADER_BYTES} bytes)`);
   const headerBytes = Number(len);
   if (8 + headerBytes > fileBytes) bad(path, `header length ${headerBytes} runs past the end of the ${fileBytes}-byte file`);
   const hdr = new Uint8Array(headerBytes);
-  readFully(fd, hdr, 8, path, 'the header');
+  readFully(folder, name, hdr, 8, 'the header');
   return parseHeaderJson(path, hdr, fileBytes, headerBytes);
 }
 
-function openForRead(path: string): number {
-  try {
-    return openSync(path, 'r');
-  } catch (e) {
-    throw new LmtuneError('CHECKPOINT', `${path}: cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
-}
-
 /** Reads and validates the header only (cheap for any file size). */
-export function readSafetensorsHeader(path: string): SafetensorsHeader {
-  const fd = openForRead(path);
-  try {
-    return readHeaderFd(fd, path);
-  } finally {
-    closeSync(fd);
-  }
+export function parseSafetensorsHeader(folder: Folder, name: string): SafetensorsHeader {
+  if (!folder.exists(name)) throw new LmtuneError('CHECKPOINT', `${folder.path(name)}: cannot open (ENOENT)`);
+  return readHeader(folder, name);
 }
 
 function halfToFloat(h: number): number {
@@ -256,7 +240,7 @@ function toFloat32(raw: Uint8Array, dtype: string, n: number, path: string, name
   }
 }
 
-function readTensorFd(fd: number, header: SafetensorsHeader, name: string): LoadedTensor {
+function readTensor(folder: Folder, file: string, header: SafetensorsHeader, name: string): LoadedTensor {
   const info = header.tensors.get(name);
   if (!info) throw new LmtuneError('CHECKPOINT', `${header.path}: no tensor named '${name}'`);
   const n = info.shape.reduce((p, d) => p * d, 1);
@@ -264,26 +248,23 @@ function readTensorFd(fd: number, header: SafetensorsHeader, name: string): Load
   // Reading straight into a fresh buffer makes F32 loading zero-copy; offset 0 of a new ArrayBuffer is
   // aligned for every element type, so every dtype can be viewed in place.
   const raw = new Uint8Array(new ArrayBuffer(bytes));
-  readFully(fd, raw, info.begin, header.path, `tensor '${name}'`);
+  readFully(folder, file, raw, info.begin, `tensor '${name}'`);
   return { shape: [...info.shape], dtype: info.dtype, data: toFloat32(raw, info.dtype, n, header.path, name) };
 }
 
 /** Reads every tensor of a file (each into its own Float32Array), in header order. */
-export function readSafetensors(path: string, only?: ReadonlySet<string>): { header: SafetensorsHeader; tensors: Map<string, LoadedTensor> } {
+export function parseSafetensors(folder: Folder, file: string, only?: ReadonlySet<string>): { header: SafetensorsHeader; tensors: Map<string, LoadedTensor> } {
   if (!isLittleEndianHost()) throw new LmtuneError('UNSUPPORTED', 'safetensors reading needs a little-endian host');
-  const fd = openForRead(path);
-  try {
-    const header = readHeaderFd(fd, path);
-    const tensors = new Map<string, LoadedTensor>();
-    for (const name of header.tensors.keys()) {
-      if (only && !only.has(name)) continue;
-      tensors.set(name, readTensorFd(fd, header, name));
-    }
-    return { header, tensors };
-  } finally {
-    closeSync(fd);
+  const header = parseSafetensorsHeader(folder, file);
+  const tensors = new Map<string, LoadedTensor>();
+  for (const name of header.tensors.keys()) {
+    if (only && !only.has(name)) continue;
+    tensors.set(name, readTensor(folder, file, header, name));
   }
+  return { header, tensors };
 }
+
+// Paths: readSafetensors / readSafetensorsHeader / writeSafetensors (atomic) are in src/node/safetensors-file.ts.
 
 /** f32 → f16 bits with round-to-nearest-even, the rounding numpy and torch use. */
 export function floatToHalf(bitsOfF32: number): number {
@@ -340,14 +321,16 @@ function encodeTensor(t: TensorToWrite, dtype: WritableDtype | 'I64'): Uint8Arra
 }
 
 /**
- * Writes tensors in the given order with the standard layout (header JSON padded with spaces to a
- * multiple of 8, `__metadata__` first). Deterministic: the same input always gives the same bytes.
- * Returns the number of bytes written.
+ * Streams tensors in the given order with the standard layout (header JSON padded with spaces to a
+ * multiple of 8, `__metadata__` first) into `sink`. Deterministic: the same input always gives the same
+ * bytes. Every check runs before the first byte is written. Returns the number of bytes written;
+ * `path` only names the file in messages.
  */
-export function writeSafetensors(
-  path: string,
+export function serializeSafetensors(
+  sink: ByteSink,
   tensors: Iterable<readonly [string, TensorToWrite]> | ReadonlyMap<string, TensorToWrite>,
   metadata: Record<string, string> = { format: 'pt' },
+  path = 'safetensors',
 ): number {
   if (!isLittleEndianHost()) throw new LmtuneError('UNSUPPORTED', 'safetensors writing needs a little-endian host');
   const entries = [...tensors];
@@ -368,32 +351,23 @@ export function writeSafetensors(
     offset += bytes;
   }
   let json = JSON.stringify(header);
-  const jsonBytes = Buffer.byteLength(json, 'utf8');
+  const enc = new TextEncoder();
+  const jsonBytes = enc.encode(json).length;
   json += ' '.repeat((8 - (jsonBytes % 8)) % 8);
-  const headerBuf = Buffer.from(json, 'utf8');
-  const lenBuf = Buffer.alloc(8);
-  lenBuf.writeBigUInt64LE(BigInt(headerBuf.length));
-
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  const fd = openSync(tmp, 'w');
-  let ok = false;
-  try {
-    const put = (b: Uint8Array): void => {
-      let off = 0;
-      while (off < b.length) off += writeSync(fd, b, off, b.length - off);
-    };
-    put(lenBuf);
-    put(headerBuf);
-    for (const [, t] of entries) put(encodeTensor(t, t.dtype ?? 'F32'));
-    fsyncSync(fd);
-    ok = true;
-  } finally {
-    closeSync(fd);
-    if (!ok) rmSync(tmp, { force: true });
-  }
-  renameSync(tmp, path);
+  const headerBuf = enc.encode(json);
+  const lenBuf = new Uint8Array(8);
+  new DataView(lenBuf.buffer).setBigUint64(0, BigInt(headerBuf.length), true);
+  sink.write(lenBuf);
+  sink.write(headerBuf);
+  for (const [, t] of entries) sink.write(encodeTensor(t, t.dtype ?? 'F32'));
   return 8 + headerBuf.length + offset;
+}
+
+/** the whole file in memory (downloads, tests) */
+export function safetensorsBytes(tensors: Iterable<readonly [string, TensorToWrite]> | ReadonlyMap<string, TensorToWrite>, metadata?: Record<string, string>): Uint8Array {
+  const sink = new MemorySink();
+  serializeSafetensors(sink, tensors, metadata);
+  return sink.bytes();
 }
 
 /** Bytes one tensor takes when written with `dtype`. */

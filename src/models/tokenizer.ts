@@ -13,10 +13,10 @@
  * Llama: BOS when `add_bos_token` (LlamaTokenizer's default true), EOS when `add_eos_token`; RoBERTa:
  * `<s> … </s>`. Without a family, the template is read off tokenizer.json's post-processor.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { LmtuneError } from '../util/errors.ts';
+import { readText, type Folder } from '../util/folder.ts';
+import { asFolder, requireHost } from '../util/host.ts';
 import type { TextTokenizer } from './api.ts';
 import { detectFamily, type ModelFamily } from './config.ts';
 
@@ -56,10 +56,11 @@ function tokErr(message: string, hint?: string): LmtuneError {
   return new LmtuneError('TOKENIZER', message, hint);
 }
 
-function readJsonFile(path: string): Json {
+function readJsonFile(dir: Folder, name: string): Json {
+  const path = dir.path(name);
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readFileSync(path, 'utf8'));
+    parsed = JSON.parse(readText(dir, name));
   } catch (e) {
     throw tokErr(`${path}: not valid JSON (${(e as Error).message})`);
   }
@@ -67,8 +68,8 @@ function readJsonFile(path: string): Json {
   return parsed as Json;
 }
 
-function readOptionalJson(path: string): Json {
-  return existsSync(path) ? readJsonFile(path) : {};
+function readOptionalJson(dir: Folder, name: string): Json {
+  return dir.exists(name) ? readJsonFile(dir, name) : {};
 }
 
 /** A special-token entry is a string, an AddedToken object `{content}`, or null. */
@@ -167,8 +168,9 @@ function templateFromPostProcessor(pp: unknown, file: string): { prefix: number[
 }
 
 /** Reads merges.txt: an optional "#version" line, then one "a b" pair per line. */
-function readMerges(path: string): [string, string][] {
-  const lines = readFileSync(path, 'utf8').split('\n');
+function readMerges(dir: Folder, name: string): [string, string][] {
+  const path = dir.path(name);
+  const lines = readText(dir, name).split('\n');
   const merges: [string, string][] = [];
   lines.forEach((raw, i) => {
     const line = raw.replace(/\r$/, '');
@@ -191,12 +193,12 @@ interface AddedTokenJson {
 }
 
 /** A GPT-2-style byte-level BPE tokenizer.json built from vocab.json + merges.txt, as transformers converts it. */
-function tokenizerJsonFromVocabMerges(dir: string, vocab: Json, tc: Json, specials: SpecialDefaults, family: ModelFamily | undefined): Json {
-  const vocabPath = join(dir, 'vocab.json');
+function tokenizerJsonFromVocabMerges(dir: Folder, vocab: Json, tc: Json, specials: SpecialDefaults, family: ModelFamily | undefined): Json {
+  const vocabPath = dir.path('vocab.json');
   for (const [k, v] of Object.entries(vocab)) {
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw tokErr(`${vocabPath}: token ${JSON.stringify(k)} has id ${JSON.stringify(v)}, expected a non-negative integer`);
   }
-  const merges = readMerges(join(dir, 'merges.txt'));
+  const merges = readMerges(dir, 'merges.txt');
   const added: AddedTokenJson[] = [];
   const atd = tc.added_tokens_decoder;
   if (atd && typeof atd === 'object') {
@@ -403,30 +405,31 @@ function decideTemplate(
  * Loads the tokenizer of a Hugging Face folder. `family` picks the special-token template; when omitted
  * it is read from the folder's config.json (or tokenizer_config's tokenizer_class) if there is one.
  */
-export async function loadTokenizer(dir: string, family?: ModelFamily): Promise<HfTextTokenizer> {
-  if (!existsSync(dir)) throw tokErr(`${dir}: folder does not exist`);
-  const tc = readOptionalJson(join(dir, 'tokenizer_config.json'));
-  const stm = readOptionalJson(join(dir, 'special_tokens_map.json'));
+export async function loadTokenizer(folder: string | Folder, family?: ModelFamily): Promise<HfTextTokenizer> {
+  if (typeof folder === 'string' && !requireHost('loading a tokenizer').exists(folder)) throw tokErr(`${folder}: folder does not exist`);
+  const dir = asFolder(folder, 'loading a tokenizer');
+  const tc = readOptionalJson(dir, 'tokenizer_config.json');
+  const stm = readOptionalJson(dir, 'special_tokens_map.json');
   let fam = family;
-  if (fam === undefined && existsSync(join(dir, 'config.json'))) {
+  if (fam === undefined && dir.exists('config.json')) {
     try {
-      fam = detectFamily(readJsonFile(join(dir, 'config.json')), join(dir, 'config.json'));
+      fam = detectFamily(readJsonFile(dir, 'config.json'), dir.path('config.json'));
     } catch {
       fam = undefined; // an unknown architecture still has a usable tokenizer
     }
   }
   fam ??= familyFromTokenizerClass(tc);
 
-  const tjPath = join(dir, 'tokenizer.json');
+  const tjPath = dir.path('tokenizer.json');
   let tj: Json;
   let source: TokenizerFacts['source'];
   let file: string;
-  if (existsSync(tjPath)) {
-    tj = patchTokenizerJson(readJsonFile(tjPath), tjPath);
+  if (dir.exists('tokenizer.json')) {
+    tj = patchTokenizerJson(readJsonFile(dir, 'tokenizer.json'), tjPath);
     source = 'tokenizer.json';
     file = tjPath;
-  } else if (existsSync(join(dir, 'vocab.json')) && existsSync(join(dir, 'merges.txt'))) {
-    const vocab = readJsonFile(join(dir, 'vocab.json'));
+  } else if (dir.exists('vocab.json') && dir.exists('merges.txt')) {
+    const vocab = readJsonFile(dir, 'vocab.json');
     const defaults = fam ? FAMILY_SPECIALS[fam] : guessSpecials((t) => t in vocab);
     const specials: SpecialDefaults = {};
     for (const k of Object.keys(FAMILY_SPECIALS.roberta) as SpecialKey[]) {
@@ -435,15 +438,15 @@ export async function loadTokenizer(dir: string, family?: ModelFamily): Promise<
     }
     tj = tokenizerJsonFromVocabMerges(dir, vocab, tc, specials, fam);
     source = 'vocab.json+merges.txt';
-    file = join(dir, 'vocab.json');
-  } else if (existsSync(join(dir, 'tokenizer.model'))) {
+    file = dir.path('vocab.json');
+  } else if (dir.exists('tokenizer.model')) {
     throw new LmtuneError(
       'UNSUPPORTED',
-      `${dir}: only a SentencePiece tokenizer.model, which lmtune cannot read`,
+      `${dir.label}: only a SentencePiece tokenizer.model, which lmtune cannot read`,
       "save a tokenizer.json with transformers: AutoTokenizer.from_pretrained(dir).save_pretrained(dir)",
     );
   } else {
-    throw tokErr(`${dir}: no tokenizer.json, and no vocab.json + merges.txt`, 'copy the tokenizer files of the model into this folder');
+    throw tokErr(`${dir.label}: no tokenizer.json, and no vocab.json + merges.txt`, 'copy the tokenizer files of the model into this folder');
   }
 
   let tok: Tokenizer;
@@ -470,7 +473,7 @@ export async function loadTokenizer(dir: string, family?: ModelFamily): Promise<
   });
   return new HfTextTokenizer({
     tok,
-    dir,
+    dir: dir.label,
     source,
     family: fam ?? null,
     specials: { bos: special('bos_token'), eos: special('eos_token'), pad: special('pad_token'), mask: special('mask_token'), unk: special('unk_token') },

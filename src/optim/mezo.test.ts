@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { Adam } from './adam.ts';
 import { MezoOptimizer, type MezoOptions } from './mezo.ts';
 import { perturb } from './perturb.ts';
-import { PerturbPool } from './perturb-pool.ts';
+import { PerturbPool } from '../node/perturb-pool.ts';
 import { SgdMomentum } from './sgd-momentum.ts';
 import type { NamedParam } from './types.ts';
 import { fillZ, spsaSampleSeed, type ZDistribution } from './zstream.ts';

@@ -8,9 +8,10 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MezoOptimizer, type MezoOptions } from './mezo.ts';
-import { PerturbPool } from './perturb-pool.ts';
+import { PerturbPool } from '../node/perturb-pool.ts';
 import { lrAt, type Schedule } from './schedule.ts';
-import { formatRecord, optimizerForTrajectory, readTrajectory, replayTrajectory, stepRecord, TrajectoryWriter, trajectoryHeader, type TrajectoryRecord } from './trajectory.ts';
+import { formatRecord, optimizerForTrajectory, replayTrajectory, stepRecord, trajectoryHeader, type TrajectoryRecord } from './trajectory.ts';
+import { readTrajectory, TrajectoryWriter } from '../node/trajectory-file.ts';
 import type { NamedParam } from './types.ts';
 import { mezoStepSeed } from './zstream.ts';
 import { LmtuneError } from '../util/errors.ts';

@@ -5,14 +5,13 @@
  *
  * File `trajectory.jsonl`: line 1 is a header (format, z generator, optimizer config, the trainable
  * parameters' names and sizes in stream order), then one JSON object per step. Each line is appended
- * with a single write (O_APPEND) and fsynced, so a crash can only leave a torn last line: readers ignore
- * it and `openTrajectoryForAppend` truncates it away. Numbers are written with JavaScript's shortest
+ * with a single write (O_APPEND) and fsynced (src/node/trajectory-file.ts), so a crash can only leave a
+ * torn last line: readers ignore it and `TrajectoryWriter.resume` truncates it away. This module is the
+ * format, parsed from bytes, so it runs in a browser too. Numbers are written with JavaScript's shortest
  * round-trip formatting (−0 as "-0"), so every float64 projected gradient reads back exactly.
  */
-import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync, writeSync, mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
 import { LmtuneError } from '../util/errors.ts';
+import { sha256Hex } from '../util/sha256.ts';
 import { MezoOptimizer, type MezoConfig, type MezoStepResult, type MezoUpdate, type PassRunner } from './mezo.ts';
 import type { ParamList } from './types.ts';
 import { Z_GENERATOR, type ZDistribution } from './zstream.ts';
@@ -30,13 +29,24 @@ const READABLE_VERSIONS = [1, 2];
 const CHK_RE = /,"chk":"([0-9a-f]{16})"}$/;
 
 function chainHash(prev: string, body: string): string {
-  return createHash('sha256').update(`${prev}\n${body}`).digest('hex').slice(0, 16);
+  return sha256Hex(`${prev}\n${body}`).slice(0, 16);
 }
 
 /** `body` is a JSON object's text without its closing brace */
 function seal(body: string, prev: string): { line: string; chk: string } {
   const chk = chainHash(prev, body);
   return { line: `${body},"chk":"${chk}"}`, chk };
+}
+
+/** the header's line (without newline), sealed as the chain's first link, and its chk */
+export function sealHeader(header: TrajectoryHeader): { line: string; chk: string } {
+  return seal(JSON.stringify({ ...header, version: TRAJECTORY_VERSION }).slice(0, -1), '');
+}
+
+/** a record's line (without newline): sealed after `prev`, or unsealed (version 1) when prev is undefined */
+export function sealRecord(r: TrajectoryRecord, prev: string | undefined): { line: string; chk: string | undefined } {
+  const body = recordBody(r);
+  return prev === undefined ? { line: `${body}}`, chk: undefined } : seal(body, prev);
 }
 
 export interface TrajectoryHeader {
@@ -147,7 +157,7 @@ function parseHeader(line: string, where: string): TrajectoryHeader {
   return header;
 }
 
-interface Scan {
+export interface TrajectoryScan {
   trajectory: Trajectory | null;
   /** byte length of the valid prefix (header + complete, parseable lines) */
   validBytes: number;
@@ -170,9 +180,12 @@ function unseal(text: string, prev: string, where: string): string {
   return m[1]!;
 }
 
-function scan(path: string): Scan {
-  if (!existsSync(path)) throw new LmtuneError('IO', `trajectory not found: ${path}`);
-  const buf = readFileSync(path);
+/**
+ * Parses a trajectory file's bytes (`path` names it in errors): the header, every complete record, the
+ * hash chain checked line by line (version 2); a torn last line is left out and counted.
+ */
+export function scanTrajectory(buf: Uint8Array, path: string): TrajectoryScan {
+  const decoder = new TextDecoder();
   const ends: number[] = [];
   let header: TrajectoryHeader | null = null;
   const records: TrajectoryRecord[] = [];
@@ -185,7 +198,7 @@ function scan(path: string): Scan {
     const complete = nl >= 0;
     const end = complete ? nl + 1 : buf.length;
     lineNo++;
-    const text = buf.subarray(pos, complete ? nl : buf.length).toString('utf8');
+    const text = decoder.decode(buf.subarray(pos, complete ? nl : buf.length));
     const last = end >= buf.length;
     const where = `${path}:${lineNo}`;
     if (!complete) break; // torn last line: never acknowledged, ignore it
@@ -211,105 +224,6 @@ function scan(path: string): Scan {
   const validBytes = ends.length > 0 ? ends[ends.length - 1]! : 0;
   const trajectory = header === null ? null : { header, records, path, verified: header.version >= 2 };
   return { trajectory, validBytes, ends, tornBytes: buf.length - validBytes, lastChk: prev, chks };
-}
-
-/** Reads a trajectory, ignoring a torn last line (reported as tornBytes). */
-export function readTrajectory(path: string): Trajectory & { tornBytes: number } {
-  const s = scan(path);
-  if (s.trajectory === null) throw new LmtuneError('CHECKPOINT', `${path}: trajectory has no complete header line`);
-  return { ...s.trajectory, tornBytes: s.tornBytes };
-}
-
-export interface AppendOptions {
-  /** fsync after every line (default true: a step's record survives a power loss once `append` returns) */
-  fsync?: boolean;
-}
-
-export class TrajectoryWriter {
-  private fd: number | null;
-  private nextStep: number;
-
-  private constructor(
-    readonly path: string,
-    fd: number,
-    nextStep: number,
-    private readonly sync: boolean,
-    /** the chain's last chk; undefined when continuing an unsealed version-1 file */
-    private prev: string | undefined,
-  ) {
-    this.fd = fd;
-    this.nextStep = nextStep;
-  }
-
-  /** Starts a new trajectory (replacing any file at `path`) with its header line. */
-  static create(path: string, header: TrajectoryHeader, opts: AppendOptions = {}): TrajectoryWriter {
-    mkdirSync(dirname(path), { recursive: true });
-    const fd = openSync(path, 'w');
-    const { line, chk } = seal(JSON.stringify({ ...header, version: TRAJECTORY_VERSION }).slice(0, -1), '');
-    const w = new TrajectoryWriter(path, fd, 0, opts.fsync ?? true, chk);
-    w.writeLine(line + '\n');
-    fsyncDir(dirname(path));
-    return w;
-  }
-
-  /**
-   * Reopens a trajectory to continue a run: drops a torn last line, keeps the first `keepSteps` records
-   * (the checkpoint's step; default all) and truncates the rest, which the resumed run will redo.
-   */
-  static resume(path: string, opts: AppendOptions & { keepSteps?: number } = {}): { writer: TrajectoryWriter; trajectory: Trajectory } {
-    const s = scan(path);
-    if (s.trajectory === null) throw new LmtuneError('CHECKPOINT', `${path}: trajectory has no complete header line`, 'start the run again from its initial checkpoint');
-    const have = s.trajectory.records.length;
-    const keep = opts.keepSteps ?? have;
-    if (!Number.isInteger(keep) || keep < 0 || keep > have) {
-      throw new LmtuneError('CHECKPOINT', `${path}: the checkpoint is at step ${keep} but the trajectory holds only ${have} steps`, 'the trajectory and the checkpoint come from different runs');
-    }
-    const bytes = s.ends[keep]!; // ends[0] = end of the header
-    const fd = openSync(path, 'r+');
-    ftruncateSync(fd, bytes);
-    fsyncSync(fd);
-    closeSync(fd);
-    const afd = openSync(path, 'a');
-    const trajectory = { ...s.trajectory, records: s.trajectory.records.slice(0, keep) };
-    const prev = s.trajectory.header.version >= 2 ? s.chks[keep]! : undefined;
-    return { writer: new TrajectoryWriter(path, afd, keep, opts.fsync ?? true, prev), trajectory };
-  }
-
-  append(r: TrajectoryRecord): void {
-    if (r.step !== this.nextStep) throw new LmtuneError('RUNTIME', `trajectory ${this.path}: appending step ${r.step}, expected ${this.nextStep}`);
-    const body = recordBody(r);
-    if (this.prev === undefined) this.writeLine(`${body}}\n`);
-    else {
-      const { line, chk } = seal(body, this.prev);
-      this.writeLine(`${line}\n`);
-      this.prev = chk;
-    }
-    this.nextStep++;
-  }
-
-  private writeLine(line: string): void {
-    if (this.fd === null) throw new LmtuneError('RUNTIME', `trajectory ${this.path} is closed`);
-    const b = Buffer.from(line, 'utf8');
-    let off = 0;
-    while (off < b.length) off += writeSync(this.fd, b, off, b.length - off);
-    if (this.sync) fsyncSync(this.fd);
-  }
-
-  close(): void {
-    if (this.fd !== null) closeSync(this.fd);
-    this.fd = null;
-  }
-}
-
-/** Makes a new file's directory entry durable (some filesystems refuse; the file itself is fsynced). */
-function fsyncDir(dir: string): void {
-  try {
-    const fd = openSync(dir, 'r');
-    fsyncSync(fd);
-    closeSync(fd);
-  } catch {
-    /* directory fsync unsupported here */
-  }
 }
 
 /** A MeZO optimizer configured as the header says, checking that `params` are the logged ones. */

@@ -17,7 +17,7 @@ import { packBatch } from '../models/batch.ts';
 import { padTargets } from '../models/model.ts';
 import { train } from '../train/loop.ts';
 import { buildTrainConfig } from '../cli/train.ts';
-import { readSafetensors } from '../models/safetensors.ts';
+import { readSafetensors } from '../node/safetensors-file.ts';
 
 const seqs = [
   [5, 9, 13, 2, 7],

@@ -14,7 +14,7 @@ import { Graph, compile, grad, toFloat64 } from '../engine/index.ts';
 import { TransformerModel } from '../models/model.ts';
 import { packBatch } from '../models/batch.ts';
 import { tinyConfig, randomWeights } from '../models/testing.ts';
-import { readJson } from '../util/fsx.ts';
+import { readJson } from '../node/fsx.ts';
 import { minimizeLbfgs } from '../features/lbfgs.ts';
 import { addQuadWeights, foldedCheckpoint, quadLoss, quadLossAndGrads, quadLossRef, quadMinimiser, QUAD_DENSE, QUAD_PHI } from './quad.ts';
 import { pretrain } from './pretrain.ts';

@@ -18,7 +18,7 @@
  */
 import { join } from 'node:path';
 import { LmtuneError } from '../util/errors.ts';
-import { readJson } from '../util/fsx.ts';
+import { readJson } from '../node/fsx.ts';
 import { loadTransformer } from '../models/index.ts';
 import { grad, toFloat64, type Graph, type Value } from '../engine/index.ts';
 import type { WeightStore } from '../models/weights.ts';

@@ -6,7 +6,7 @@
  */
 import { LmtuneError } from '../util/errors.ts';
 import { htmlReport, linePlot, type ReportSection, type Series } from '../report/plot.ts';
-import { stableStringify } from '../util/fsx.ts';
+import { stableStringify } from '../node/fsx.ts';
 import type { OptimizerConfig } from './config.ts';
 import { discreteStationaryVariance, sdeStationaryVariance, type NoisyQuadratic } from './quadratic.ts';
 import { scaleBatch, timePerStep, type RuleOptions } from './rules.ts';

@@ -4,8 +4,8 @@
  * its row (and, once encoded for training, its encoding); evaluation goes through the task's own
  * `evaluate` (chat-eval.ts), not the template machinery.
  */
-import { readFileSync, existsSync } from 'node:fs';
 import { LmtuneError } from '../util/errors.ts';
+import { requireHost } from '../util/host.ts';
 import { chatRowFromValue, parseChatJsonl, type ChatRow, type EncodedChat } from './chat.ts';
 import { evaluateChat } from './chat-eval.ts';
 import { decodeText, type RawRecord } from './readers.ts';
@@ -49,8 +49,9 @@ export function isChatTask(task: Task): boolean {
 
 /** Every chat example of a JSONL file; with skipInvalid, bad rows are left out and listed. */
 export function loadChatExamples(file: string, opts: { skipInvalid?: boolean } = {}): { examples: ChatExample[]; skipped: { line: number; reason: string }[] } {
-  if (!existsSync(file)) throw new LmtuneError('IO', `data file not found: ${file}`);
-  const { rows, skipped } = parseChatJsonl(decodeText(readFileSync(file)), file, opts);
+  const host = requireHost('reading a chat data file');
+  if (!host.exists(file)) throw new LmtuneError('IO', `data file not found: ${file}`);
+  const { rows, skipped } = parseChatJsonl(decodeText(host.readFile(file)), file, opts);
   if (rows.length === 0) throw new LmtuneError('DATA', `${file}: no chat rows`);
   return { examples: rows.map(chatExample), skipped };
 }

@@ -17,9 +17,9 @@
  *
  * `{{` and `}}` are literal braces. Every problem is reported as file:line.
  */
-import { readFileSync, existsSync } from 'node:fs';
 import { isMap, isScalar, LineCounter, parseDocument, type Node } from 'yaml';
 import { LmtuneError } from '../util/errors.ts';
+import { readTextFile, requireHost } from '../util/host.ts';
 import { getLabel, getString, getStringList } from './fields.ts';
 import type { MaskedPart } from './masked-template.ts';
 import type { RawRecord } from './readers.ts';
@@ -79,8 +79,8 @@ function render(pieces: readonly TemplatePiece[], values: Readonly<Record<string
 }
 
 export function loadTaskFile(path: string): Task {
-  if (!existsSync(path)) throw new LmtuneError('IO', `task file not found: ${path}`);
-  return parseTaskFile(readFileSync(path, 'utf8'), path);
+  if (!requireHost('reading a task file').exists(path)) throw new LmtuneError('IO', `task file not found: ${path}`);
+  return parseTaskFile(readTextFile(path, 'reading a task file'), path);
 }
 
 export function parseTaskFile(text: string, file: string): Task {

@@ -5,9 +5,8 @@
  * lines of Kim (2014)'s sentence-classification collection. A row that cannot be read is an error,
  * never skipped; only blank lines are ignored.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { extname } from 'node:path';
 import { LmtuneError } from '../util/errors.ts';
+import { extensionOf, requireHost } from '../util/host.ts';
 
 export type DataFormat = 'jsonl' | 'tsv' | 'csv' | 'kim';
 
@@ -24,8 +23,9 @@ export function dataError(file: string, line: number, problem: string, hint?: st
 
 /** Reads and parses a dataset file; the format comes from the extension or, failing that, the content. */
 export function readRecords(path: string, format?: DataFormat): RawRecord[] {
-  if (!existsSync(path)) throw new LmtuneError('IO', `data file not found: ${path}`);
-  const text = decodeText(readFileSync(path));
+  const host = requireHost('reading a data file');
+  if (!host.exists(path)) throw new LmtuneError('IO', `data file not found: ${path}`);
+  const text = decodeText(host.readFile(path));
   return parseRecords(text, path, format ?? detectFormat(path, text));
 }
 
@@ -38,13 +38,16 @@ export function decodeText(bytes: Uint8Array): string {
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
-    text = Buffer.from(bytes).toString('latin1');
+    // ISO-8859-1: each byte is its code point (TextDecoder's 'latin1' is windows-1252, which is not)
+    const parts: string[] = [];
+    for (let i = 0; i < bytes.length; i += 8192) parts.push(String.fromCharCode(...bytes.subarray(i, i + 8192)));
+    text = parts.join('');
   }
   return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
 
 export function detectFormat(path: string, text: string): DataFormat {
-  const ext = extname(path).toLowerCase();
+  const ext = extensionOf(path).toLowerCase();
   if (ext === '.jsonl' || ext === '.json' || ext === '.ndjson') return 'jsonl';
   if (ext === '.tsv') return 'tsv';
   if (ext === '.csv') return 'csv';

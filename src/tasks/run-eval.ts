@@ -3,9 +3,8 @@
  * demonstrations from the training file, evaluate, and produce the record `lmtune eval` writes. The CLI
  * only parses flags and renders; everything here is usable from scripts.
  */
-import { existsSync } from 'node:fs';
-import { extname } from 'node:path';
 import { LmtuneError } from '../util/errors.ts';
+import { extensionOf, requireHost } from '../util/host.ts';
 import type { LanguageModel } from '../models/api.ts';
 import { getBuiltinTask } from './builtin.ts';
 import { CHAT_TASK_NAME, chatTask } from './chat-task.ts';
@@ -17,8 +16,8 @@ import type { Example, Task } from './task.ts';
 /** A built-in task name ("sst2", "RTE", ...), "chat" (chat-format JSONL), or the path of a task file (.json / .yaml / .yml). */
 export function resolveTask(spec: string): Task {
   if (spec === CHAT_TASK_NAME) return chatTask;
-  const ext = extname(spec).toLowerCase();
-  if (ext === '.json' || ext === '.yaml' || ext === '.yml' || (spec.includes('/') && existsSync(spec))) return loadTaskFile(spec);
+  const ext = extensionOf(spec).toLowerCase();
+  if (ext === '.json' || ext === '.yaml' || ext === '.yml' || (spec.includes('/') && requireHost('reading a task file').exists(spec))) return loadTaskFile(spec);
   return getBuiltinTask(spec);
 }
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { loadCheckpointTensors } from '../models/checkpoint.ts';
 import { loadTokenizer } from '../models/tokenizer.ts';
 import { LmtuneError } from '../util/errors.ts';
-import { readJson } from '../util/fsx.ts';
+import { readJson } from '../node/fsx.ts';
 import { tintLayout, tintSettings, type TintLayout, type TintSettings } from './config.ts';
 import type { TintBackend } from './engine.ts';
 import { runTintExperimentOn, type TintExperimentResult } from './experiment.ts';

@@ -6,8 +6,9 @@
  */
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { atomicWrite, readJson, stableStringify } from '../util/fsx.ts';
-import { readSafetensors, writeSafetensors } from '../models/safetensors.ts';
+import { LmtuneError } from '../util/errors.ts';
+import { atomicWrite, readJson, stableStringify } from '../node/fsx.ts';
+import { readSafetensors, writeSafetensors } from '../node/safetensors-file.ts';
 import { faultPoint } from '../util/fault.ts';
 import { validateRunState } from './validate.ts';
 
@@ -28,19 +29,32 @@ export interface CheckpointContent {
 
 export function writeCheckpoint(dir: string, c: CheckpointContent): void {
   const tmp = `${dir}.tmp`;
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp, { recursive: true });
-  writeSafetensors(join(tmp, 'trainable.safetensors'), c.trainable);
-  faultPoint(`checkpoint:${c.state.step}:partial`);
-  const opt = new Map([...c.optimizer].map(([k, v]) => [k, { shape: [v.length], data: v }] as const));
-  if (opt.size) writeSafetensors(join(tmp, 'optimizer.safetensors'), opt);
-  atomicWrite(join(tmp, 'state.json'), stableStringify(c.state));
   const old = `${dir}.old`;
-  rmSync(old, { recursive: true, force: true });
-  if (existsSync(dir)) renameSync(dir, old);
-  faultPoint(`checkpoint:${c.state.step}:swapping`);
-  renameSync(tmp, dir);
-  rmSync(old, { recursive: true, force: true });
+  try {
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(tmp, { recursive: true });
+    writeSafetensors(join(tmp, 'trainable.safetensors'), c.trainable);
+    faultPoint(`checkpoint:${c.state.step}:partial`);
+    const opt = new Map([...c.optimizer].map(([k, v]) => [k, { shape: [v.length], data: v }] as const));
+    if (opt.size) writeSafetensors(join(tmp, 'optimizer.safetensors'), opt);
+    atomicWrite(join(tmp, 'state.json'), stableStringify(c.state));
+    rmSync(old, { recursive: true, force: true });
+    if (existsSync(dir)) renameSync(dir, old);
+    faultPoint(`checkpoint:${c.state.step}:swapping`);
+    renameSync(tmp, dir);
+    rmSync(old, { recursive: true, force: true });
+  } catch (e) {
+    // a full disk or an unwritable folder: put the previous checkpoint back where resume looks, drop
+    // the partial one, and say so
+    try {
+      if (!existsSync(dir) && existsSync(old)) renameSync(old, dir);
+      rmSync(tmp, { recursive: true, force: true });
+    } catch {
+      /* readCheckpoint still falls back to dir.old */
+    }
+    const why = e instanceof LmtuneError ? e.message : ((e as NodeJS.ErrnoException).code ?? (e as Error).message);
+    throw new LmtuneError('IO', `${dir}: the checkpoint of step ${c.state.step} could not be written (${why})`, 'the previous checkpoint is intact: free disk space or fix the folder\'s permissions, then continue with --resume');
+  }
 }
 
 /**

@@ -5,6 +5,7 @@
  * the scoring API (`continuationLogprobs`, one request at a time, float64 on the host), which shares no
  * batching, padding or loss graph with the code under test.
  */
+import '../node/host.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';

@@ -15,7 +15,7 @@
 import { appendFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LmtuneError } from '../util/errors.ts';
-import { atomicWrite, readJson, stableStringify } from '../util/fsx.ts';
+import { atomicWrite, readJson, stableStringify } from '../node/fsx.ts';
 import { Rng } from '../util/rng.ts';
 import { faultPoint } from '../util/fault.ts';
 import { asLanguageModel, copyTokenizerFiles, loadTransformer, saveAdapters, type TransformerModel } from '../models/index.ts';
@@ -29,7 +29,7 @@ import type { TrainConfig } from './options.ts';
 import { makeStepper, type BatchRequest, type Stepper } from './stepper.ts';
 import { writeRunReport } from './report.ts';
 import { validateRunConfig } from './validate.ts';
-import { claimFolder, readMarker, replaceFolder, writeMarker } from '../util/outputs.ts';
+import { claimFolder, readMarker, replaceFolder, writeMarker } from '../node/outputs.ts';
 
 export interface StepEvent {
   step: number;
@@ -65,6 +65,8 @@ export interface TrainSummary {
   best: { value: number; step: number } | null;
   finalDir: string;
   seconds: number;
+  /** examples used for training and dev evaluation */
+  examples?: { train: number; dev: number };
   /** --task chat: rows read, rows truncated to maxLength, rows skipped (--skip-invalid) */
   chat?: { rows: number; truncated: number; skipped: number; maxLength: number };
 }
@@ -131,7 +133,12 @@ class JsonlWriter {
   }
   flush(): void {
     if (!this.buffer.length) return;
-    appendFileSync(this.path, this.buffer.join('\n') + '\n');
+    try {
+      appendFileSync(this.path, this.buffer.join('\n') + '\n');
+    } catch (e) {
+      // a full disk: the lines are lost with this run, the checkpoint and resume are not
+      throw new LmtuneError('IO', `${this.path}: cannot append (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'free disk space, then continue with --resume (the log is cut back to the checkpoint)');
+    }
     this.buffer = [];
   }
 }
@@ -359,10 +366,11 @@ export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks 
     best: state.best,
     finalDir,
     seconds: (performance.now() - t0) / 1000,
+    examples: { train: trainSet.length, dev: dev.length },
     ...(chat ? { chat: chatSummary(chat.report) } : {}),
   };
   atomicWrite(join(runDir, 'summary.json'), stableStringify({ ...summary, seconds: undefined }));
-  writeRunReport(runDir, cfg);
+  writeRunReport(runDir, cfg, { sizes: summary.examples ?? null, seconds: summary.seconds });
   return summary;
 }
 

@@ -1,6 +1,7 @@
 /** Everything a training run is configured by; stored as the run's `config.json` so `--resume` needs only the folder. */
 import type { PeftSpec } from '../peft/spec.ts';
 import type { ObjectiveMode } from './batches.ts';
+import type { ZoMethodName } from '../optim/zo/registry.ts';
 
 export type OptimizerName = 'sgd' | 'sgdm' | 'rmsprop' | 'adam' | 'adamw' | 'mezo';
 
@@ -22,6 +23,9 @@ export interface OptimizerSpec {
   zoDistribution: 'gaussian' | 'rademacher';
   /** mezo: plain ZO-SGD, or ZO momentum / ZO-Adam (these keep state: more memory) */
   zoRule: 'sgd' | 'momentum' | 'adam';
+  /** mezo: a method from the ZO registry (src/optim/zo/registry.ts); absent = zoRule. sgd, momentum and
+   *  adam are the zoRule ones */
+  zoMethod?: ZoMethodName;
   /** mezo: what the two forward passes measure: cross-entropy (default), or a non-differentiable
    *  metric: −accuracy of the batch's predictions, −SQuAD F1 of greedy generations */
   zoObjective: 'ce' | 'accuracy' | 'f1';

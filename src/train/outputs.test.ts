@@ -2,6 +2,7 @@
  * Issue 19: outputs never destroy what the user wrote, resume validates before it changes anything,
  * and trajectories replay only what was recorded. Each test reproduces a case the probe found.
  */
+import '../node/host.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -10,7 +11,8 @@ import { join } from 'node:path';
 import { LmtuneError } from '../util/errors.ts';
 import { loadTransformer } from '../models/index.ts';
 import { MezoOptimizer } from '../optim/mezo.ts';
-import { readTrajectory, replayTrajectory, TrajectoryWriter, trajectoryHeader } from '../optim/trajectory.ts';
+import { replayTrajectory, trajectoryHeader } from '../optim/trajectory.ts';
+import { readTrajectory, TrajectoryWriter } from '../node/trajectory-file.ts';
 import { buildTrainConfig, refuseChangedFlags } from '../cli/train.ts';
 import { replayRun } from '../cli/mezo.ts';
 import { readRunConfig, saveModelFolder, train } from './loop.ts';
@@ -180,6 +182,29 @@ test('a run stopped right after its step-0 evaluation resumes with that evaluati
     await train(readRunConfig(run), run, {}, true);
     const steps = readFileSync(join(run, 'eval.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { step: number }).step);
     assert.deepEqual(steps, [0, 2]);
+  } finally {
+    rmSync(d, { recursive: true, force: true });
+  }
+});
+
+test('a disk that fills up during a checkpoint: a clear error, the previous checkpoint intact, and --resume finishes the run as if nothing happened', async () => {
+  const d = tmp();
+  try {
+    const cfg = buildTrainConfig({ model: MODEL, task: 'sst2', data: data(d), numDev: '8', optimizer: 'adam', lr: '1e-3', maxSteps: '4', batchSize: '4', evalEvery: '0', saveEvery: '1', seed: '5' });
+    await train(cfg, join(d, 'base'));
+    for (const at of ['partial', 'swapping']) {
+      const run = join(d, at);
+      process.env.LMTUNE_FAULT = `checkpoint:3:${at}:enospc`;
+      try {
+        await assert.rejects(train(cfg, run), isErr(new RegExp(`checkpoint: the checkpoint of step 3 could not be written \\(ENOSPC`)));
+      } finally {
+        delete process.env.LMTUNE_FAULT;
+      }
+      assert.equal((JSON.parse(readFileSync(join(run, 'checkpoint', 'state.json'), 'utf8')) as { step: number }).step, 2, `${at}: the step-2 checkpoint is where resume looks`);
+      assert.ok(!existsSync(join(run, 'checkpoint.tmp')), `${at}: no partial checkpoint left`);
+      await train(readRunConfig(run), run, {}, true);
+      for (const f of ['final/model.safetensors', 'checkpoint/optimizer.safetensors', 'log.jsonl']) assert.ok(readFileSync(join(run, f)).equals(readFileSync(join(d, 'base', f))), `${at}: ${f} equals the uninterrupted run's`);
+    }
   } finally {
     rmSync(d, { recursive: true, force: true });
   }

@@ -1,46 +1,40 @@
-/** The readable side of a run: report.html with the loss curve (and SDE-time axis) and the dev metric over steps. */
+/**
+ * The readable side of a run: report.html opens with what the run was (model, task, method and its key
+ * settings, data sizes, time, the command that reproduces it) and its results as numbers, then the
+ * curves (training loss, dev metric, dev loss, and loss in SDE time for first-order runs), drawn by
+ * uPlot inlined into the file so it stays self-contained.
+ */
 import { join } from 'node:path';
-import { atomicWrite } from '../util/fsx.ts';
-import { htmlReport, linePlot, type ReportSection } from '../report/plot.ts';
-import { movingAverage as smooth, readJsonlRecords as readJsonl } from '../report/series.ts';
+import { atomicWrite } from '../node/fsx.ts';
+import { htmlChartReport, type ChartSection } from '../report/chart.ts';
+import { readJsonlRecords as readJsonl } from '../report/series.ts';
+import { evalRecords, resultFacts, runCharts, runResults, type LogRecord } from '../report/run-view.ts';
 import type { TrainConfig } from './options.ts';
+import { methodName, runFacts, trainCommand, type DataSizes } from './describe.ts';
 
-export function writeRunReport(runDir: string, cfg: TrainConfig): string {
-  const log = readJsonl(join(runDir, 'log.jsonl'));
-  const evals = readJsonl(join(runDir, 'eval.jsonl'));
-  const steps = log.map((r) => r.step!);
-  const loss = log.map((r) => r.loss!);
-  const w = Math.max(1, Math.round(log.length / 25));
-  const sections: ReportSection[] = [
-    {
-      heading: 'Training loss',
-      svgs: [linePlot({
-        series: [
-          { name: 'loss', x: steps, y: loss, color: '#bab0ac' },
-          { name: `moving average (${w} steps)`, x: steps, y: smooth(loss, w) },
-        ],
-        xLabel: 'step',
-        yLabel: cfg.optimizer.name === 'mezo' ? 'loss at θ+εz' : 'training loss',
-      })],
-    },
+export interface RunReportInfo {
+  /** examples actually used (the run knows them; config.json only says how they were drawn) */
+  sizes?: DataSizes | null;
+  /** wall time of this invocation (a resumed run: since the resume) */
+  seconds?: number | null;
+}
+
+export function writeRunReport(runDir: string, cfg: TrainConfig, info: RunReportInfo = {}): string {
+  const log = readJsonl(join(runDir, 'log.jsonl')) as LogRecord[];
+  const evalRows = readJsonl(join(runDir, 'eval.jsonl')) as LogRecord[];
+  const results = runResults(log, evalRows);
+  const finished = results.steps >= cfg.maxSteps;
+  const sections: ChartSection[] = [
+    { heading: 'The run', facts: runFacts(cfg, { sizes: info.sizes ?? null, seconds: info.seconds ?? null }), paragraphs: ['To reproduce (with a new --out folder):'], pre: trainCommand(cfg, runDir) },
+    { heading: 'Results', facts: resultFacts(results, { finished, runDir }) },
+    { heading: 'Curves', charts: runCharts(log, evalRows, { mezo: cfg.optimizer.name === 'mezo', sdeLabel: `ℓ = ${cfg.svag}` }) },
   ];
+  const evals = evalRecords(evalRows);
   if (evals.length) {
-    sections.push({
-      heading: 'Dev metric',
-      svgs: [linePlot({ series: [{ name: 'dev', x: evals.map((e) => e.step!), y: evals.map((e) => e.value!) }], xLabel: 'step', yLabel: 'dev metric' })],
-    });
-    sections.push({
-      heading: 'Dev loss',
-      svgs: [linePlot({ series: [{ name: 'dev loss', x: evals.map((e) => e.step!), y: evals.map((e) => e.devLoss!) }], xLabel: 'step', yLabel: 'dev loss' })],
-    });
-  }
-  if (log.length && log[0]!.sde_time !== undefined) {
-    sections.push({
-      heading: 'Training loss against SDE time',
-      svgs: [linePlot({ series: [{ name: `ℓ = ${cfg.svag}`, x: log.map((r) => r.sde_time!), y: smooth(loss, w) }], xLabel: 'SDE time', yLabel: 'training loss' })],
-    });
+    const m = evals[0]!.metric;
+    sections.push({ heading: 'Evaluations', table: { columns: ['step', `dev ${m}`, 'dev loss'], rows: evals.map((e) => [e.step, e.value, e.devLoss]) } });
   }
   const path = join(runDir, 'report.html');
-  atomicWrite(path, htmlReport(`lmtune run: ${cfg.optimizer.name} on ${cfg.task}`, sections));
+  atomicWrite(path, htmlChartReport(`lmtune run: ${methodName(cfg)} on ${cfg.task}`, sections));
   return path;
 }

@@ -20,13 +20,15 @@ import { GradAccumulator } from '../optim/accumulate.ts';
 import { decayAllButBiasAndNorm, mezoReferenceDecayFilter } from '../optim/decay.ts';
 import { MezoOptimizer } from '../optim/mezo.ts';
 import { mezoStepSeed } from '../optim/zstream.ts';
-import { TrajectoryWriter, stepRecord, trajectoryHeader } from '../optim/trajectory.ts';
+import { stepRecord, trajectoryHeader } from '../optim/trajectory.ts';
+import { TrajectoryWriter } from '../node/trajectory-file.ts';
 import { svagCombine, svagConfig, svagSdeTime } from '../scaling/svag.ts';
 import type { OptimizerConfig } from '../scaling/config.ts';
 import type { OptimizerSpec, TrainConfig } from './options.ts';
 import { lossUnits, type Encoded } from './batches.ts';
 import type { GenerationEncoding } from '../tasks/index.ts';
 import { squadF1 } from '../tasks/metrics.ts';
+import { ZoMethodStepper } from './zo-stepper.ts';
 
 export type BatchRequest = LossRequest & { encodings?: readonly Encoded[] };
 
@@ -192,7 +194,9 @@ class MezoStepper implements Stepper {
     runDir: string,
   ) {
     const o = cfg.optimizer;
-    const rule = o.zoRule === 'sgd' ? { kind: 'sgd' as const } : o.zoRule === 'momentum' ? { kind: 'momentum' as const, beta: o.momentum } : { kind: 'adam' as const, beta1: o.beta1, beta2: o.beta2, eps: o.eps };
+    // --zo-method sgd|momentum|adam names the same rules as --zo-rule
+    const ruleName = o.zoMethod === 'sgd' || o.zoMethod === 'momentum' || o.zoMethod === 'adam' ? o.zoMethod : o.zoRule;
+    const rule = ruleName === 'sgd' ? { kind: 'sgd' as const } : ruleName === 'momentum' ? { kind: 'momentum' as const, beta: o.momentum } : { kind: 'adam' as const, beta1: o.beta1, beta2: o.beta2, eps: o.eps };
     this.opt = new MezoOptimizer(trainableParams(model), {
       eps: o.zoEps,
       weightDecay: o.weightDecay,
@@ -264,6 +268,8 @@ export function makeStepper(cfg: TrainConfig, model: TransformerModel, runDir: s
   if (cfg.optimizer.name === 'mezo') {
     if (cfg.svag !== 1) throw new LmtuneError('CONFIG', '--svag applies to first-order optimizers, not MeZO');
     if (cfg.gradAccum !== 1) throw new LmtuneError('CONFIG', 'MeZO takes one batch per step: --grad-accum must be 1 (the reference asserts this too)');
+    const m = cfg.optimizer.zoMethod;
+    if (m !== undefined && m !== 'sgd' && m !== 'momentum' && m !== 'adam') return new ZoMethodStepper(cfg, model, runDir, m);
     return new MezoStepper(cfg, model, runDir);
   }
   return new FirstOrderStepper(cfg, model);

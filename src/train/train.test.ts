@@ -55,7 +55,7 @@ test('SVAG ℓ ∈ {1, 2, 4} with SGD: SDE time is Σ lr/ℓ, and the overlay re
     }
     const html = overlayReport(runs, 2);
     for (const ell of [1, 2, 4]) assert.ok(html.includes(`ℓ=${ell}`), `overlay names the ℓ=${ell} run`);
-    assert.equal((html.match(/<svg/g) ?? []).length, 2);
+    assert.equal((html.match(/<div class="chart" id=/g) ?? []).length, 2, 'two charts: SDE time and steps');
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

@@ -7,6 +7,7 @@ import { LmtuneError } from '../util/errors.ts';
 import type { RunState } from './checkpoint.ts';
 import type { OptimizerSpec, TrainConfig } from './options.ts';
 import type { PeftSpec } from '../peft/spec.ts';
+import { ZO_METHODS } from '../optim/zo/registry.ts';
 
 type Obj = Record<string, unknown>;
 
@@ -67,6 +68,7 @@ function optimizer(c: Checker, o: Obj): OptimizerSpec {
     zoDistribution: c.oneOf(o, 'optimizer.zoDistribution', ['gaussian', 'rademacher'] as const),
     zoRule: c.oneOf(o, 'optimizer.zoRule', ['sgd', 'momentum', 'adam'] as const),
     zoObjective: c.oneOf(o, 'optimizer.zoObjective', ['ce', 'accuracy', 'f1'] as const),
+    ...(o['zoMethod'] !== undefined ? { zoMethod: c.oneOf(o, 'optimizer.zoMethod', ZO_METHODS) } : {}),
   };
 }
 

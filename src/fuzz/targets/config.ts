@@ -10,6 +10,7 @@ import { expectedTensors, loadModelConfig, parameterCount, type ModelFamily } fr
 import { tinyConfig } from '../../models/testing.ts';
 import { documentEdits, mutateJsonText, type DocumentEdits, type Json } from '../mutate.ts';
 import type { FuzzTarget } from '../runner.ts';
+import { diskFolder } from '../../node/folder.ts';
 
 const FAMILIES: ModelFamily[] = ['gpt2', 'opt', 'llama', 'gpt_neox', 'roberta'];
 
@@ -24,7 +25,7 @@ export const configTarget: FuzzTarget<ConfigInput> = {
   input: fc.record({ family: fc.constantFrom(...FAMILIES), edits: documentEdits }),
   async run(i, dir) {
     writeFileSync(join(dir, 'config.json'), mutateJsonText(tinyConfig(i.family) as Json, i.edits, 2));
-    const cfg = loadModelConfig(dir);
+    const cfg = loadModelConfig(diskFolder(dir));
     const tensors = expectedTensors(cfg);
     const n = parameterCount(cfg);
     if (!Number.isFinite(n) || tensors.some((t) => t.shape.some((d) => !Number.isSafeInteger(d) || d < 0))) {

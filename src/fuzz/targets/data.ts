@@ -11,6 +11,7 @@ import { loadTokenizer, type HfTextTokenizer } from '../../models/tokenizer.ts';
 import { encodeCausal, loadExamples, resolveTask } from '../../tasks/index.ts';
 import { applyTextEdit, rarely, textEdit, type TextEdit } from '../mutate.ts';
 import type { FuzzTarget } from '../runner.ts';
+import { diskFolder } from '../../node/folder.ts';
 
 const ASSET = new URL('../../../assets/tiny-english-lm/', import.meta.url).pathname;
 type Cell = string | number | boolean | null | string[];
@@ -92,7 +93,7 @@ export const dataTarget: FuzzTarget<DataInput> = {
     writeFileSync(file, applyTextEdit(Buffer.from(serialize(i), 'utf8'), i.text));
     const task = resolveTask(i.task);
     const examples = loadExamples(task, file);
-    tok ??= loadTokenizer(ASSET, 'gpt2');
+    tok ??= loadTokenizer(diskFolder(ASSET), 'gpt2');
     const t = await tok;
     for (const ex of examples) encodeCausal(task, ex, t, { maxLength: i.maxLength });
   },

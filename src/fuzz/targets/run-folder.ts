@@ -8,7 +8,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { buildTrainConfig } from '../../cli/train.ts';
-import { writeSafetensors } from '../../models/safetensors.ts';
+import { writeSafetensors } from '../../node/safetensors-file.ts';
 import { readCheckpoint } from '../../train/checkpoint.ts';
 import { readRunConfig } from '../../train/loop.ts';
 import { documentEdits, mutateJsonText, rarely, type DocumentEdits, type Json } from '../mutate.ts';

@@ -9,6 +9,7 @@ import fc from 'fast-check';
 import { loadTokenizer } from '../../models/tokenizer.ts';
 import { applyTextEdit, documentEdits, mutateJsonText, rarely, textEdit, type DocumentEdits, type Json, type TextEdit } from '../mutate.ts';
 import type { FuzzTarget } from '../runner.ts';
+import { diskFolder } from '../../node/folder.ts';
 
 const ASSET = new URL('../../../assets/tiny-english-lm/', import.meta.url).pathname;
 
@@ -73,7 +74,7 @@ export const tokenizerTarget: FuzzTarget<TokenizerInput> = {
       writeFileSync(join(dir, 'merges.txt'), applyTextEdit(Buffer.from(['#version: 0.2', ...merges].join('\n') + '\n'), i.merges));
     }
     if (i.tokenizerConfig) writeFileSync(join(dir, 'tokenizer_config.json'), mutateJsonText(TC, i.tokenizerConfig));
-    const tok = await loadTokenizer(dir, i.family ?? undefined);
+    const tok = await loadTokenizer(diskFolder(dir), i.family ?? undefined);
     const ids = tok.encode('Hello world, ünïcödé 😀 it was great');
     tok.decode(ids);
   },

@@ -1,6 +1,6 @@
 /** Worker side of PerturbPool: runs its share of a MeZO pass on the shared parameter memory. */
 import { parentPort } from 'node:worker_threads';
-import { runPass, Scratch, type PassContext, type PassOp, type Segment } from './mezo-kernels.ts';
+import { runPass, Scratch, type PassContext, type PassOp, type Segment } from '../optim/mezo-kernels.ts';
 
 interface Job {
   id: number;

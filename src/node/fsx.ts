@@ -1,8 +1,8 @@
 /** File helpers that never leave a half-written file behind: write to a temp file, fsync, rename. */
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync, existsSync, readFileSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
-import { LmtuneError } from './errors.ts';
-import { duplicateKey } from './json-dupes.ts';
+import { LmtuneError } from '../util/errors.ts';
+import { duplicateKey } from '../util/json-dupes.ts';
 
 export function atomicWrite(path: string, data: Uint8Array | string): void {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
@@ -53,17 +53,4 @@ export function readJson<T = unknown>(path: string, what = 'JSON file'): T {
   return v;
 }
 
-/** Stable JSON: keys sorted, so files written twice from the same state are byte-identical. */
-export function stableStringify(v: unknown, indent = 2): string {
-  return JSON.stringify(sortKeys(v), null, indent) + '\n';
-}
-
-function sortKeys(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(sortKeys);
-  if (v && typeof v === 'object' && !(ArrayBuffer.isView(v))) {
-    const o: Record<string, unknown> = {};
-    for (const k of Object.keys(v as Record<string, unknown>).sort()) o[k] = sortKeys((v as Record<string, unknown>)[k]);
-    return o;
-  }
-  return v;
-}
+export { stableStringify } from '../util/json.ts';

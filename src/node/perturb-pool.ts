@@ -6,8 +6,8 @@
  */
 import { Worker } from 'node:worker_threads';
 import { LmtuneError } from '../util/errors.ts';
-import { partition, runPass, Scratch, type PassContext, type PassOp } from './mezo-kernels.ts';
-import type { PassRunner } from './mezo.ts';
+import { partition, runPass, Scratch, type PassContext, type PassOp } from '../optim/mezo-kernels.ts';
+import type { PassRunner } from '../optim/mezo.ts';
 
 interface Pending {
   resolve: () => void;

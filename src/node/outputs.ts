@@ -7,7 +7,7 @@
  */
 import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { LmtuneError } from './errors.ts';
+import { LmtuneError } from '../util/errors.ts';
 import { atomicWrite } from './fsx.ts';
 
 export const MARKER = '.lmtune';
@@ -47,7 +47,8 @@ function checkParent(path: string, flag: string): void {
   } catch {
     throw new LmtuneError('IO', `${flag} ${path}: ${p} is not writable`, `choose another ${flag}`);
   }
-  if (resolve(p).startsWith('/proc') || resolve(p).startsWith('/sys')) throw new LmtuneError('IO', `${flag} ${path}: cannot write under ${p}`, `choose another ${flag}`);
+  // kernel filesystems: writes fail oddly and a recursive mkdir there can hang
+  if (['/proc', '/sys', '/dev'].some((k) => p === k || p.startsWith(`${k}/`))) throw new LmtuneError('IO', `${flag} ${path}: cannot write under ${p}`, `choose another ${flag}`);
 }
 
 /** An output file: not a folder, in a writable place. Call before the work that produces it. */
@@ -99,10 +100,17 @@ export function replaceFolder(dir: string, m: Marker, flag: string, write: (tmp:
     writeMarker(tmp, m);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
-    throw e;
+    if (e instanceof LmtuneError) throw e;
+    throw new LmtuneError('IO', `${flag} ${dir}: cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
   const had = existsSync(dir);
   if (had) renameSync(dir, old);
-  renameSync(tmp, dir);
+  try {
+    renameSync(tmp, dir);
+  } catch (e) {
+    if (had) renameSync(old, dir); // the previous folder back, whole
+    rmSync(tmp, { recursive: true, force: true });
+    throw new LmtuneError('IO', `${flag} ${dir}: cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
   if (had) rmSync(old, { recursive: true, force: true });
 }

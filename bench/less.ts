@@ -1,0 +1,353 @@
+/**
+ * LESS benchmarks.
+ *
+ * `npm run bench -- less`: gradient-feature extraction (per-example LoRA gradients, Adam preconditioning,
+ * dense Rademacher projection to d = 8192, normalization) on a GPT-2-small-shaped model (random weights,
+ * 12 layers, d = 768, vocab 50257), 128-token sequences, LoRA r = 8 (α = 32) on attn.c_attn and
+ * attn.c_proj; examples/s, against the reference design in PyTorch (shared/bench/torch_gpt2.py less:
+ * batch-1 backward per example, TRAK's BasicProjector) in the same run when python3 can import torch.
+ *
+ * `node --import tsx bench/less.ts e2e [--target trec|sst5] [--stride n] [--epochs e] [--proj-dim d]`: the selection end to end on the embedded
+ * model (assets/tiny-english-lm) with shared/data/instruct-pool (every n-th row) and its target: the
+ * selected mix, then LoRA training on the LESS selection and on a random selection of the same size,
+ * evaluated on held-out rows of the target task in the target's template (chat evaluation).
+ */
+import '../src/node/host.ts';
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { Rng } from '../src/util/rng.ts';
+import { TransformerModel } from '../src/models/model.ts';
+import { WeightStore, asLanguageModel, loadTransformer } from '../src/models/index.ts';
+import { expectedTensors, parseModelConfig } from '../src/models/config.ts';
+import { attachPeft } from '../src/peft/index.ts';
+import { RademacherProjection } from '../src/projection/rademacher.ts';
+import { SrhtProjection } from '../src/select/srht.ts';
+import { applyAdam, gradLayout, normalizeRows, perExampleGradients, type GradExample } from '../src/select/features.ts';
+import { runStage } from '../src/select/pipeline.ts';
+import type { SelectConfig } from '../src/select/config.ts';
+import { train } from '../src/train/loop.ts';
+import type { TrainConfig } from '../src/train/options.ts';
+import { loadChatExamples } from '../src/tasks/chat-task.ts';
+import { evaluateChat } from '../src/tasks/chat-eval.ts';
+import { peakRssMb, torchBaseline } from './harness.ts';
+
+const SHAPE = { layers: 12, d: 768, heads: 12, vocab: 50257, seq: 128, loraR: 8, projDim: 8192 };
+
+function gpt2Small(threads: number): TransformerModel {
+  const raw = { model_type: 'gpt2', n_embd: SHAPE.d, n_layer: SHAPE.layers, n_head: SHAPE.heads, n_positions: 1024, vocab_size: SHAPE.vocab, activation_function: 'gelu_new', n_inner: null };
+  const cfg = parseModelConfig(raw, '(bench)');
+  const store = new WeightStore();
+  const rng = new Rng(0);
+  for (const t of expectedTensors(cfg)) {
+    if (t.tiedTo) continue;
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(n);
+    if (/ln_.*weight$/.test(t.name)) data.fill(1);
+    else if (!t.name.endsWith('.bias')) for (let i = 0; i < n; i++) data[i] = rng.normal() * 0.02;
+    store.set(t.name, t.shape, data);
+  }
+  return TransformerModel.fromWeights(raw, store, null, { threads });
+}
+
+export async function benchLess(threads: number): Promise<Record<string, unknown>> {
+  const examples = Number(process.env.LESS_BENCH_EXAMPLES ?? 32);
+  const batchSize = Number(process.env.LESS_BENCH_BATCH ?? 16);
+  const model = gpt2Small(threads);
+  await attachPeft(model, { kind: 'lora', rank: SHAPE.loraR, alpha: 4 * SHAPE.loraR, dropout: 0, targets: ['attn\\.c_attn$', 'attn\\.c_proj$'] }, 0);
+  const rng = new Rng(1);
+  for (const n of model.adapters!.names()) if (n.endsWith('lora_B.weight')) model.tensor(n).fill(1e-3);
+  const layout = gradLayout(model, model.trainableNames());
+  const moments = new Map(layout.names.map((n, i) => [n, { expAvg: Float32Array.from({ length: layout.sizes[i]! }, () => rng.normal() * 1e-4), expAvgSq: Float32Array.from({ length: layout.sizes[i]! }, () => rng.uniform() * 1e-8) }]));
+  const exs: GradExample[] = Array.from({ length: examples }, () => {
+    const ids = Array.from({ length: SHAPE.seq }, () => rng.int(SHAPE.vocab));
+    const supervised = new Uint8Array(SHAPE.seq).fill(1);
+    supervised[0] = 0;
+    return { ids, supervised };
+  });
+  const projection = new RademacherProjection({ seed: 0, inDim: layout.dim, outDim: SHAPE.projDim, threads });
+  // warm-up: compile the gradient graph (the projection GEMM graph is small and compiled in the timed pass)
+  await perExampleGradients(model, layout, exs.slice(0, batchSize), batchSize);
+  // timed, in the stages extractFeatures runs: batched gradients + Adam, then one projection of all rows
+  let t = performance.now();
+  const all = new Float32Array(examples * layout.dim);
+  for (let s = 0; s < examples; s += batchSize) all.set((await perExampleGradients(model, layout, exs.slice(s, s + batchSize), batchSize)).grads, s * layout.dim);
+  applyAdam(all, examples, layout, moments);
+  const gradSeconds = (performance.now() - t) / 1000;
+  t = performance.now();
+  normalizeRows(await projection.project(all, examples), examples, SHAPE.projDim);
+  const projSeconds = (performance.now() - t) / 1000;
+  const seconds = gradSeconds + projSeconds;
+  const srht = new SrhtProjection({ seed: 0, inDim: layout.dim, outDim: SHAPE.projDim });
+  t = performance.now();
+  normalizeRows(await srht.project(all, examples), examples, SHAPE.projDim);
+  const srhtSeconds = (performance.now() - t) / 1000;
+  const torch = torchBaseline('less', ['--layers', '12', '--d', '768', '--heads', '12', '--vocab', '50257', '--seq', '128', '--lora-r', '8', '--proj-dim', '8192', '--examples', String(examples)], threads);
+  const torchRate = torch && typeof torch.less_examples_per_s === 'number' ? torch.less_examples_per_s : null;
+  const rate = examples / seconds;
+  return {
+    bench: 'less',
+    threads,
+    shape: SHAPE,
+    lora_params: layout.dim,
+    examples,
+    grad_batch: batchSize,
+    less_examples_per_s: Math.round(rate * 100) / 100,
+    grads_seconds: Math.round(gradSeconds * 10) / 10,
+    projection_seconds: Math.round(projSeconds * 10) / 10,
+    less_structured_examples_per_s: Math.round((examples / (gradSeconds + srhtSeconds)) * 100) / 100,
+    srht_projection_seconds: Math.round(srhtSeconds * 10) / 10,
+    torch_less_examples_per_s: torchRate,
+    speedup_vs_torch: torchRate ? Math.round((rate / torchRate) * 1000) / 1000 : null,
+    ...(torch && 'error' in torch ? { torch_error: torch.error } : {}),
+    peak_rss_mb: Math.round(peakRssMb()),
+  };
+}
+
+// ---------------------------------------------------------------------------------------- end to end
+
+const SHARED = new URL('../../shared/data/', import.meta.url).pathname;
+const MODEL = new URL('../assets/tiny-english-lm', import.meta.url).pathname;
+
+const TREC_LABELS: Record<string, string> = { DESC: 'description', ENTY: 'entity', ABBR: 'abbreviation', HUM: 'human', LOC: 'location', NUM: 'number' };
+const SST5_LABELS = ['very negative', 'negative', 'neutral', 'positive', 'very positive'];
+
+/** held-out rows of the target task in the target's template, as chat rows with choices and label */
+function evalRows(target: 'trec' | 'sst5', poolText: string, n: number): string[] {
+  const rows: string[] = [];
+  if (target === 'trec') {
+    const labels = Object.values(TREC_LABELS).sort();
+    const src = readFileSync(join(SHARED, 'trec/TREC.train.all.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { text: string; label_name: string });
+    for (const r of src) {
+      // TREC has no test split in shared: train questions that are in neither the pool nor the target
+      if (poolText.includes(r.text)) continue;
+      const content = `What type of answer does the following question expect? Choose one of: ${labels.join(', ')}.\n\nQuestion: ${r.text}`;
+      rows.push(JSON.stringify({ messages: [{ role: 'user', content }], choices: labels, label: TREC_LABELS[r.label_name] }));
+    }
+  } else {
+    const src = readFileSync(join(SHARED, 'sst5/stsa.fine.test.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { text: string; label: number });
+    for (const r of src) {
+      const content = `Rate the sentiment of this movie review sentence on a five-point scale: very negative, negative, neutral, positive or very positive.\n\n${r.text}`;
+      rows.push(JSON.stringify({ messages: [{ role: 'user', content }], choices: SST5_LABELS, label: SST5_LABELS[r.label] }));
+    }
+  }
+  const perm = new Rng(`less-e2e/eval/${target}`).permutation(rows.length);
+  return perm.slice(0, n).map((i) => rows[i]!);
+}
+
+function mix(lines: readonly string[]): Record<string, number> {
+  const m: Record<string, number> = {};
+  for (const l of lines) {
+    const d = (JSON.parse(l) as { dataset?: string }).dataset ?? '(none)';
+    m[d] = (m[d] ?? 0) + 1;
+  }
+  return Object.fromEntries(Object.entries(m).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])));
+}
+
+async function fineTuneAndEvaluate(data: string, runDir: string, evalFile: string, threads: number, steps: number, lr: number): Promise<number> {
+  const cfg: TrainConfig = {
+    version: 1,
+    model: MODEL,
+    task: 'chat',
+    data,
+    dev: null,
+    numTrain: null,
+    numDev: 0,
+    devLimit: 1,
+    optimizer: { name: 'adam', lr, weightDecay: 0, momentum: 0.9, momentumForm: 'pytorch', nesterov: false, beta1: 0.9, beta2: 0.999, eps: 1e-8, epsMode: 'outside', zoEps: 1e-3, zoSamples: 1, zoDistribution: 'gaussian', zoRule: 'sgd', zoObjective: 'ce' },
+    schedule: 'linear',
+    warmupSteps: Math.ceil(0.03 * steps),
+    maxSteps: steps,
+    batchSize: 8,
+    gradAccum: 1,
+    clipNorm: 1,
+    evalEvery: 0,
+    saveEvery: steps,
+    seed: 1,
+    peft: { kind: 'lora', rank: 8, alpha: 32, dropout: 0, targets: [] },
+    objective: 'lm',
+    svag: 1,
+    maxLength: 64,
+    threads,
+    truncation: 'left',
+    skipInvalid: true,
+  };
+  if (!existsSync(join(runDir, 'final'))) await train(cfg, runDir);
+  return evaluateOn(join(runDir, 'final'), evalFile, threads);
+}
+
+async function evaluateOn(modelDir: string, evalFile: string, threads: number): Promise<number> {
+  const model = await loadTransformer(modelDir, { threads });
+  const { examples } = loadChatExamples(evalFile);
+  const r = await evaluateChat(asLanguageModel(model), examples, { batchSize: 16, maxLength: 64 });
+  return r.value;
+}
+
+export async function benchLessE2e(threads: number): Promise<Record<string, unknown>> {
+  const args = process.argv.slice(2);
+  const arg = (k: string, d: string): string => (args.includes(k) ? args[args.indexOf(k) + 1]! : d);
+  const target = arg('--target', 'trec') as 'trec' | 'sst5';
+  const stride = Number(arg('--stride', '4'));
+  const epochs = Number(arg('--epochs', '2'));
+  const dim = Number(arg('--proj-dim', '1024'));
+  const evalN = Number(arg('--eval', '300'));
+  const trainLr = Number(arg('--train-lr', '1e-3'));
+  const trainEpochs = Number(arg('--train-epochs', '3'));
+  const out = arg('--out', join(tmpdir(), `lmtune-less-e2e-${target}-s${stride}-e${epochs}-d${dim}`));
+  mkdirSync(out, { recursive: true });
+  const poolLines = readFileSync(join(SHARED, 'instruct-pool/pool.jsonl'), 'utf8').split('\n').filter((l) => l);
+  const pool = join(out, 'pool.jsonl');
+  if (!existsSync(pool)) writeFileSync(pool, poolLines.filter((_, i) => i % stride === 0).join('\n') + '\n');
+  const cfg: SelectConfig = {
+    version: 1,
+    model: MODEL,
+    pool,
+    target: join(SHARED, `instruct-pool/targets/${target}_target.jsonl`),
+    seed: 42,
+    maxLength: 64,
+    truncation: 'left',
+    skipInvalid: true,
+    threads,
+    warmup: { percentage: 0.05, epochs, lr: 1e-3, batchSize: 8, warmupRatio: 0.03, clipNorm: 1, loraRank: 8, loraAlpha: 32, loraTargets: [] },
+    grads: { projection: 'rademacher', projDims: [dim], projSeed: 0, dtype: 'f16', batchSize: 16, shardRows: 1024 },
+    match: { aggregate: 'max-subtask-mean', dim },
+    write: { percentage: 0.05 },
+  };
+  const sel = join(out, 'select');
+  const t0 = performance.now();
+  const summary = await runStage('run', sel, cfg, { onMessage: (m) => process.stderr.write(`${m}\n`) });
+  const selectSeconds = (performance.now() - t0) / 1000;
+  const selected = readFileSync(join(sel, 'selected.jsonl'), 'utf8').split('\n').filter((l) => l);
+  // the random baseline: as many rows, drawn uniformly from the scored rows
+  const scored = readFileSync(join(sel, 'scores.csv'), 'utf8').trim().split('\n').slice(1).map((l) => Number(l.split(',').at(-2)));
+  scored.sort((a, b) => a - b);
+  const subLines = readFileSync(pool, 'utf8').split('\n').filter((l) => l);
+  const perm = new Rng(`less-e2e/random/${target}`).permutation(scored.length);
+  const random = perm.slice(0, selected.length).map((i) => subLines[scored[i]!]!);
+  writeFileSync(join(out, 'random.jsonl'), random.join('\n') + '\n');
+  const evalFile = join(out, `eval-${target}.jsonl`);
+  // only the target task's own pool rows can hold its questions (the search is a substring scan)
+  const ownRows = poolLines.filter((l) => l.startsWith(`{"dataset": "${target}"`)).join('\n');
+  writeFileSync(evalFile, evalRows(target, ownRows + readFileSync(cfg.target, 'utf8'), evalN).join('\n') + '\n');
+  const steps = Math.max(1, Math.round((trainEpochs * selected.length) / 8)); // at batch 8
+  const base = await evaluateOn(MODEL, evalFile, threads);
+  const tag = `lr${trainLr}-e${trainEpochs}`;
+  const less = await fineTuneAndEvaluate(join(sel, 'selected.jsonl'), join(out, `train-less-${tag}`), evalFile, threads, steps, trainLr);
+  const rand = await fineTuneAndEvaluate(join(out, 'random.jsonl'), join(out, `train-random-${tag}`), evalFile, threads, steps, trainLr);
+  return {
+    bench: 'less-e2e',
+    target,
+    pool_rows: subLines.length,
+    pool_stride: stride,
+    warmup_epochs: epochs,
+    proj_dim: dim,
+    selected: selected.length,
+    selected_mix: mix(selected),
+    random_mix: mix(random),
+    select_seconds: Math.round(selectSeconds),
+    grads_examples_per_s: summary.grads ? Math.round(summary.grads.examplesPerSecond) : null,
+    train_steps: steps,
+    train_lr: trainLr,
+    eval_rows: evalN,
+    accuracy_base: base,
+    accuracy_less: less,
+    accuracy_random: rand,
+    out,
+  };
+}
+
+if (process.argv[1] && process.argv[1].endsWith('less.ts') && process.argv[2] === 'e2e') {
+  process.stdout.write(JSON.stringify(await benchLessE2e(Number(process.env.LMTUNE_THREADS ?? 2))) + '\n');
+}
+
+// ------------------------------------------------------------------------- projection quality
+
+function ranks(x: Float64Array): Float64Array {
+  const idx = [...x.keys()].sort((a, b) => x[a]! - x[b]!);
+  const r = new Float64Array(x.length);
+  idx.forEach((i, k) => (r[i] = k));
+  return r;
+}
+
+function spearman(a: Float64Array, b: Float64Array): number {
+  const ra = ranks(a);
+  const rb = ranks(b);
+  const n = a.length;
+  const m = (n - 1) / 2;
+  let sab = 0;
+  let saa = 0;
+  let sbb = 0;
+  for (let i = 0; i < n; i++) {
+    sab += (ra[i]! - m) * (rb[i]! - m);
+    saa += (ra[i]! - m) ** 2;
+    sbb += (rb[i]! - m) ** 2;
+  }
+  return sab / Math.sqrt(saa * sbb);
+}
+
+/**
+ * `node --import tsx bench/less.ts quality --out E2E_OUT [--every 5]`: on a finished e2e run, exact
+ * (unprojected) LESS scores of every n-th pool row against the projected scores the run computed:
+ * Spearman correlation and the overlap of the top 5%.
+ */
+export async function lessProjectionQuality(threads: number): Promise<Record<string, unknown>> {
+  const args = process.argv.slice(2);
+  const out = args[args.indexOf('--out') + 1]!;
+  const every = Number(args.includes('--every') ? args[args.indexOf('--every') + 1] : '5');
+  const sel = join(out, 'select');
+  const cfg = JSON.parse(readFileSync(join(sel, 'select.json'), 'utf8')) as SelectConfig;
+  const warm = JSON.parse(readFileSync(join(sel, 'warmup/done.json'), 'utf8')) as { checkpoints: { name: string; lr: number; dir: string }[] };
+  const { readChatFile, encodeRows } = await import('../src/select/pool.ts');
+  const { readSafetensors } = await import('../src/node/safetensors-file.ts');
+  const { Matcher, subtaskGroups } = await import('../src/select/match.ts');
+  const { readScores } = await import('../src/select/pipeline.ts');
+  const model = await loadTransformer(cfg.model, { threads });
+  await attachPeft(model, { kind: 'lora', rank: cfg.warmup.loraRank, alpha: cfg.warmup.loraAlpha, dropout: 0, targets: cfg.warmup.loraTargets }, cfg.seed);
+  const layout = gradLayout(model, model.trainableNames());
+  const pool = encodeRows(readChatFile(cfg.pool, { skipInvalid: true }), model.tokenizer!, cfg.maxLength, true, cfg.truncation);
+  const target = encodeRows(readChatFile(cfg.target, { skipInvalid: true }), model.tokenizer!, cfg.maxLength, true, cfg.truncation);
+  const subset = [...pool.encoded.keys()].filter((i) => i % every === 0).sort((a, b) => a - b);
+  const tIdx = [...target.encoded.keys()].sort((a, b) => a - b);
+  const features = async (ex: GradExample[], adam: Map<string, { expAvg: Float32Array; expAvgSq: Float32Array }> | null): Promise<Float32Array> => {
+    const all = new Float32Array(ex.length * layout.dim);
+    for (let s = 0; s < ex.length; s += 16) all.set((await perExampleGradients(model, layout, ex.slice(s, s + 16), 16)).grads, s * layout.dim);
+    if (adam) applyAdam(all, ex.length, layout, adam);
+    return normalizeRows(all, ex.length, layout.dim);
+  };
+  const G: Float32Array[] = [];
+  const V: Float32Array[] = [];
+  for (const ck of warm.checkpoints) {
+    const dir = join(sel, ck.dir);
+    for (const [k, t] of readSafetensors(join(dir, 'trainable.safetensors')).tensors) model.tensor(k).set(t.data);
+    const opt = readSafetensors(join(dir, 'optimizer.safetensors')).tensors;
+    const moments = new Map(layout.names.map((n) => [n, { expAvg: opt.get(`exp_avg:${n}`)!.data, expAvgSq: opt.get(`exp_avg_sq:${n}`)!.data }]));
+    G.push(await features(subset.map((i) => pool.encoded.get(i)!), moments));
+    V.push(await features(tIdx.map((i) => target.encoded.get(i)!), null));
+  }
+  const tRows = readChatFile(cfg.target, { skipInvalid: true }).rows.filter((r) => target.encoded.has(r.index));
+  const groups = subtaskGroups(tRows.map((r) => r.chat.subtask), [], cfg.match.aggregate);
+  const exact = new Matcher(V, tIdx.length, layout.dim, warm.checkpoints.map((c) => c.lr), groups).score(G, subset.length);
+  const all = readScores(sel);
+  const k = Math.max(1, Math.floor(0.05 * subset.length));
+  const top = (x: Float64Array): Set<number> => new Set([...x.keys()].sort((a, b) => x[b]! - x[a]! || a - b).slice(0, k));
+  const te = top(exact);
+  const compare = (projected: Float64Array): { spearman: number; top5_overlap: number } => {
+    let overlap = 0;
+    for (const i of top(projected)) if (te.has(i)) overlap++;
+    return { spearman: Math.round(spearman(exact, projected) * 10000) / 10000, top5_overlap: Math.round((overlap / k) * 1000) / 1000 };
+  };
+  const res: Record<string, unknown> = { bench: 'less-quality', rows: subset.length, grad_dim: layout.dim, top5_rows: k };
+  res[`dense_d${cfg.match.dim}`] = compare(Float64Array.from(subset, (i) => all[i]!));
+  for (const d of [1024, 8192]) {
+    const P = new SrhtProjection({ seed: 0, inDim: layout.dim, outDim: d });
+    const proj = async (x: Float32Array, n: number): Promise<Float32Array> => normalizeRows(await P.project(x, n), n, d);
+    const Gp = await Promise.all(G.map((g) => proj(g, subset.length)));
+    const Vp = await Promise.all(V.map((v) => proj(v, tIdx.length)));
+    res[`srht_d${d}`] = compare(new Matcher(Vp, tIdx.length, d, warm.checkpoints.map((c) => c.lr), groups).score(Gp, subset.length));
+  }
+  return res;
+}
+
+if (process.argv[1] && process.argv[1].endsWith('less.ts') && process.argv[2] === 'quality') {
+  process.stdout.write(JSON.stringify(await lessProjectionQuality(Number(process.env.LMTUNE_THREADS ?? 2))) + '\n');
+}

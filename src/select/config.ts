@@ -1,0 +1,92 @@
+/**
+ * What a LESS selection run is configured by, stored as OUT/select.json: every stage reads it, so
+ * `lmtune select grads --out OUT` needs nothing else, and a second `select run` with other arguments is
+ * refused instead of mixing two configurations in one folder.
+ */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { LmtuneError } from '../util/errors.ts';
+import { atomicWrite, readJson, stableStringify } from '../node/fsx.ts';
+import type { Aggregate } from './match.ts';
+import type { StoreDtype } from './datastore.ts';
+import type { Amount } from './write.ts';
+
+export interface SelectConfig {
+  version: 1;
+  model: string;
+  pool: string;
+  target: string;
+  seed: number;
+  maxLength: number;
+  /** which end of a too-long row is cut: 'right' (the reference) or 'left' (keeps the final answer) */
+  truncation: 'left' | 'right';
+  skipInvalid: boolean;
+  threads: number | null;
+  warmup: {
+    percentage: number;
+    epochs: number;
+    lr: number;
+    batchSize: number;
+    /** HF warmup_ratio: ceil(ratio · total updates) warmup steps of the linear schedule */
+    warmupRatio: number;
+    clipNorm: number | null;
+    loraRank: number;
+    loraAlpha: number;
+    /** module-name regular expressions; empty: the family default */
+    loraTargets: string[];
+  };
+  grads: {
+    /** dense counter-based Rademacher (the reference's kind) or the structured SRHT */
+    projection: 'rademacher' | 'srht';
+    projDims: number[];
+    projSeed: number;
+    dtype: StoreDtype;
+    batchSize: number;
+    shardRows: number;
+  };
+  match: {
+    aggregate: Aggregate;
+    /** which projection dimension the scores use (default: the first of projDims) */
+    dim: number;
+  };
+  write: Amount;
+}
+
+export const CONFIG_FILE = 'select.json';
+
+export function withAbsolutePaths(c: SelectConfig): SelectConfig {
+  return { ...c, model: resolve(c.model), pool: resolve(c.pool), target: resolve(c.target) };
+}
+
+/**
+ * Stores `cfg` in `out`, or checks it against the stored one. Only the selection amount (`write`) may
+ * change between calls: it is the last, cheap stage.
+ */
+export function saveOrCheckConfig(out: string, cfg: SelectConfig): SelectConfig {
+  const path = join(out, CONFIG_FILE);
+  if (!existsSync(path)) {
+    atomicWrite(path, stableStringify(cfg));
+    return cfg;
+  }
+  const old = readJson<SelectConfig>(path, 'selection config');
+  for (const k of Object.keys(cfg) as (keyof SelectConfig)[]) {
+    if (k === 'write') continue;
+    const a = stableStringify(old[k] ?? null).trim();
+    const b = stableStringify(cfg[k]).trim();
+    if (a !== b) {
+      throw new LmtuneError('CONFIG', `${out} holds a selection run with ${k} = ${a.replace(/\s+/g, ' ')}; this call has ${b.replace(/\s+/g, ' ')}`, 'resume with the same arguments (or just `lmtune select run --out DIR`), or choose another --out');
+    }
+  }
+  if (stableStringify(old.write) !== stableStringify(cfg.write)) {
+    const next = { ...old, write: cfg.write };
+    atomicWrite(path, stableStringify(next));
+    return next;
+  }
+  return old;
+}
+
+export function readConfig(out: string): SelectConfig {
+  const path = join(out, CONFIG_FILE);
+  if (!existsSync(path)) throw new LmtuneError('IO', `${out}: not a selection folder (no ${CONFIG_FILE})`, 'start one with `lmtune select run --model DIR --pool POOL --target TARGET --out DIR` (or `select warmup` with the same flags)');
+  return readJson<SelectConfig>(path, 'selection config');
+}

@@ -1,0 +1,201 @@
+/**
+ * LESS steps 2 and 3a: gradient features of every pool row (Adam-preconditioned with the checkpoint's
+ * moments) and every target row (plain gradients) at every warmup checkpoint, for each projection
+ * dimension, into datastores OUT/grads/<checkpoint>/<pool|target>/dim<d>/ (see datastore.ts).
+ *
+ * Work goes shard by shard; a shard is written whole or not at all, so after a kill the stage recomputes
+ * only the shards that are missing. Rows that cannot have a feature (skipped with --skip-invalid) get a
+ * zero row, which stays zero through normalization and is never scored.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { LmtuneError } from '../util/errors.ts';
+import { atomicWrite, readJson, stableStringify } from '../node/fsx.ts';
+import { faultPoint } from '../util/fault.ts';
+import { loadTransformer, type TransformerModel } from '../models/index.ts';
+import { readSafetensors } from '../node/safetensors-file.ts';
+import { attachPeft } from '../peft/index.ts';
+import { RademacherProjection } from '../projection/rademacher.ts';
+import { extractFeatures, gradLayout, type AdamMoments, type FeatureKind, type GradExample, type Projector } from './features.ts';
+import { SrhtProjection } from './srht.ts';
+import { FeatureStore, type StoreHeader } from './datastore.ts';
+import { encodeRows, readChatFile, type ChatFile } from './pool.ts';
+import type { SelectConfig } from './config.ts';
+import type { WarmupResult } from './warmup.ts';
+import { eta, type SelectHooks } from './events.ts';
+
+export type Role = 'pool' | 'target';
+
+/** memory for raw per-example gradients before projection */
+const CHUNK_BYTES = 256 * 1024 * 1024;
+
+export function storeDir(out: string, checkpoint: string, role: Role, dim: number): string {
+  return join(out, 'grads', checkpoint, role, `dim${dim}`);
+}
+
+/** sha256 over the config and every base weight (name, shape, bytes), in name order */
+export function modelFingerprint(model: TransformerModel): string {
+  const h = createHash('sha256');
+  h.update(stableStringify(model.cfg.raw));
+  for (const name of [...model.weights.names()].sort()) {
+    const t = model.weights.get(name);
+    h.update(`${name}[${t.shape.join(',')}]`);
+    h.update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  }
+  return h.digest('hex');
+}
+
+/** the checkpoint's adapters and moments, and a hash of both */
+function loadCheckpoint(dir: string): { trainable: Map<string, Float32Array>; moments: Map<string, AdamMoments>; hash: string } {
+  const h = createHash('sha256');
+  const trainable = new Map<string, Float32Array>();
+  for (const [k, t] of readSafetensors(join(dir, 'trainable.safetensors')).tensors) trainable.set(k, t.data);
+  const opt = existsSync(join(dir, 'optimizer.safetensors')) ? readSafetensors(join(dir, 'optimizer.safetensors')).tensors : new Map();
+  const moments = new Map<string, AdamMoments>();
+  for (const name of trainable.keys()) {
+    const m = opt.get(`exp_avg:${name}`);
+    const v = opt.get(`exp_avg_sq:${name}`);
+    if (m && v) moments.set(name, { expAvg: m.data, expAvgSq: v.data });
+  }
+  for (const name of [...trainable.keys()].sort()) {
+    h.update(name);
+    for (const x of [trainable.get(name)!, moments.get(name)?.expAvg, moments.get(name)?.expAvgSq]) if (x) h.update(new Uint8Array(x.buffer, x.byteOffset, x.byteLength));
+  }
+  return { trainable, moments, hash: h.digest('hex') };
+}
+
+export interface GradsResult {
+  checkpoints: string[];
+  dims: number[];
+  gradDim: number;
+  pool: { rows: number; truncated: number; skipped: { index: number; line: number; reason: string }[] };
+  target: { rows: number; truncated: number; skipped: { index: number; line: number; reason: string }[] };
+  examplesPerSecond: number;
+  seconds: number;
+}
+
+export function readGrads(out: string): GradsResult | null {
+  const p = join(out, 'grads', 'done.json');
+  return existsSync(p) ? readJson<GradsResult>(p, 'gradient summary') : null;
+}
+
+interface Job {
+  ck: WarmupResult['checkpoints'][number];
+  role: Role;
+  file: ChatFile;
+  encoded: Map<number, GradExample>;
+  stores: FeatureStore[];
+  missing: number[];
+}
+
+export async function runGrads(cfg: SelectConfig, out: string, warm: WarmupResult, hooks: SelectHooks = {}): Promise<GradsResult> {
+  const done = readGrads(out);
+  if (done) return done;
+  const t0 = performance.now();
+  const model = await loadTransformer(cfg.model, { ...(cfg.threads ? { threads: cfg.threads } : {}), sharedWeights: false });
+  if (!model.tokenizer) throw new LmtuneError('TOKENIZER', `${cfg.model}: no tokenizer; chat data needs one`);
+  const w = cfg.warmup;
+  await attachPeft(model, { kind: 'lora', rank: w.loraRank, alpha: w.loraAlpha, dropout: 0, targets: w.loraTargets }, cfg.seed);
+  const layout = gradLayout(model, model.trainableNames());
+  const fingerprint = modelFingerprint(model);
+  const projections: Projector[] = cfg.grads.projDims.map((d) =>
+    cfg.grads.projection === 'srht'
+      ? new SrhtProjection({ seed: cfg.grads.projSeed, inDim: layout.dim, outDim: d })
+      : new RademacherProjection({ seed: cfg.grads.projSeed, inDim: layout.dim, outDim: d, ...(cfg.threads ? { threads: cfg.threads } : {}) }),
+  );
+  const files = {
+    pool: readChatFile(cfg.pool, { skipInvalid: cfg.skipInvalid }),
+    target: readChatFile(cfg.target, { skipInvalid: cfg.skipInvalid }),
+  };
+  const enc = {
+    pool: encodeRows(files.pool, model.tokenizer, cfg.maxLength, cfg.skipInvalid, cfg.truncation),
+    target: encodeRows(files.target, model.tokenizer, cfg.maxLength, cfg.skipInvalid, cfg.truncation),
+  };
+  if (enc.target.encoded.size === 0) throw new LmtuneError('DATA', `${cfg.target}: no usable target row`);
+  hooks.onMessage?.(`grads: ${layout.dim} LoRA gradient values per example (${layout.names.length} matrices); pool ${enc.pool.encoded.size} rows (${enc.pool.skipped.length} skipped, ${enc.pool.truncated} truncated), target ${enc.target.encoded.size} rows`);
+
+  const checkpoints = warm.checkpoints.map((ck) => ({ ck, ...loadCheckpoint(join(out, ck.dir)) }));
+  const jobs: Job[] = [];
+  for (const c of checkpoints) {
+    for (const role of ['pool', 'target'] as const) {
+      const file = files[role];
+      const stores = cfg.grads.projDims.map((d) => {
+        const header: StoreHeader = {
+          format: 'lmtune-less-features',
+          version: 1,
+          rows: file.count,
+          dim: d,
+          dtype: cfg.grads.dtype,
+          shardRows: cfg.grads.shardRows,
+          model: fingerprint,
+          checkpoint: `${c.ck.name}:${c.hash}`,
+          projection: { kind: cfg.grads.projection, seed: cfg.grads.projSeed, inDim: layout.dim },
+          data: { file: file.path, sha256: file.sha256 },
+          feature: role === 'pool' ? 'adam' : 'sgd',
+          maxLength: cfg.maxLength,
+        };
+        return FeatureStore.open(storeDir(out, c.ck.name, role, d), header);
+      });
+      const missing = [...new Set(stores.flatMap((s) => s.missing()))].sort((a, b) => a - b);
+      jobs.push({ ck: c.ck, role, file, encoded: enc[role].encoded, stores, missing });
+    }
+  }
+  // rows whose raw gradients are held at once (bounded memory for large adapters; the projection is exact
+  // per row, so chunking does not change a byte)
+  const chunkRows = Math.max(cfg.grads.batchSize, Math.floor(CHUNK_BYTES / (4 * layout.dim) / cfg.grads.batchSize) * cfg.grads.batchSize);
+  const total = jobs.reduce((s, j) => s + j.missing.reduce((a, i) => a + j.stores[0]!.range(i)[1] - j.stores[0]!.range(i)[0], 0), 0);
+  let rowsDone = 0;
+  const tWork = performance.now();
+  for (const c of checkpoints) {
+    for (const [name, data] of c.trainable) {
+      if (!model.adapters?.has(name)) throw new LmtuneError('CHECKPOINT', `${c.ck.dir}: tensor '${name}' is not a LoRA matrix of this model`, 'the warmup checkpoint belongs to another model or LoRA configuration');
+      const dst = model.tensor(name);
+      if (dst.length !== data.length) throw new LmtuneError('CHECKPOINT', `${c.ck.dir}: '${name}' has ${data.length} values, the adapter has ${dst.length}`);
+      dst.set(data);
+    }
+    for (const job of jobs.filter((j) => j.ck === c.ck)) {
+      const kind: FeatureKind = job.role === 'pool' ? 'adam' : 'sgd';
+      for (const shard of job.missing) {
+        const [s, e] = job.stores[0]!.range(shard);
+        const present: number[] = [];
+        const examples: GradExample[] = [];
+        for (let i = s; i < e; i++) {
+          const ex = job.encoded.get(i);
+          if (ex) {
+            present.push(i - s);
+            examples.push(ex);
+          }
+        }
+        const feats = projections.map((p) => new Float32Array(examples.length * p.outDim));
+        for (let k = 0; k < examples.length; k += chunkRows) {
+          const part = examples.slice(k, k + chunkRows);
+          const f = (await extractFeatures(model, layout, part, { batchSize: cfg.grads.batchSize, kind, moments: c.moments, projections })).features;
+          f.forEach((x, p) => feats[p]!.set(x, k * projections[p]!.outDim));
+        }
+        job.stores.forEach((store, p) => {
+          const d = store.header.dim;
+          const full = new Float32Array((e - s) * d);
+          present.forEach((r, k) => full.set(feats[p]!.subarray(k * d, (k + 1) * d), r * d));
+          store.writeShard(shard, full);
+        });
+        rowsDone += e - s;
+        faultPoint(`select:grads:${c.ck.name}:${job.role}:${shard}`);
+        hooks.onProgress?.({ stage: 'grads', done: rowsDone, total, unit: 'rows', etaSeconds: eta(tWork, rowsDone, total), detail: `${c.ck.name} ${job.role}` });
+      }
+    }
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const workSeconds = (performance.now() - tWork) / 1000;
+  const result: GradsResult = {
+    checkpoints: checkpoints.map((c) => c.ck.name),
+    dims: cfg.grads.projDims,
+    gradDim: layout.dim,
+    pool: { rows: files.pool.count, truncated: enc.pool.truncated, skipped: enc.pool.skipped },
+    target: { rows: files.target.count, truncated: enc.target.truncated, skipped: enc.target.skipped },
+    examplesPerSecond: rowsDone / Math.max(workSeconds, 1e-9),
+    seconds,
+  };
+  atomicWrite(join(out, 'grads', 'done.json'), stableStringify(result));
+  return result;
+}

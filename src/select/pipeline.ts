@@ -1,0 +1,173 @@
+/**
+ * The LESS pipeline, one resumable stage per function and `runSelection` doing them all:
+ *
+ *   warmup  OUT/warmup/       LoRA + Adam on a seeded share of the pool, a checkpoint per epoch
+ *   grads   OUT/grads/        feature datastores per checkpoint, pool (Adam) and target (SGD)
+ *   match   OUT/match/        lr-weighted cosine scores of every pool row (float64, pool order)
+ *   write   OUT/scores.csv, OUT/selected.jsonl, OUT/report.html
+ *
+ * Each stage ends by writing its done.json atomically; a finished stage returns at once, an interrupted
+ * one continues from what it left whole (train checkpoints, datastore shards). Every output is a
+ * function of the configuration, so a resumed run writes the same bytes as an uninterrupted one.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { LmtuneError } from '../util/errors.ts';
+import { atomicWrite, readJson, stableStringify } from '../node/fsx.ts';
+import { faultPoint } from '../util/fault.ts';
+import { FeatureStore } from './datastore.ts';
+import { Matcher, checkpointWeights, subtaskGroups } from './match.ts';
+import { readChatFile } from './pool.ts';
+import { selectionReport } from './report.ts';
+import { writeSelection } from './write.ts';
+import { readConfig, saveOrCheckConfig, type SelectConfig } from './config.ts';
+import { readWarmup, runWarmup, type WarmupResult } from './warmup.ts';
+import { readGrads, runGrads, storeDir, type GradsResult } from './grads.ts';
+import { eta, type SelectHooks } from './events.ts';
+
+export interface MatchResult {
+  dim: number;
+  aggregate: SelectConfig['match']['aggregate'];
+  checkpoints: { name: string; lr: number; weight: number }[];
+  subtasks: string[];
+  rows: number;
+  scored: number;
+  sha256: string;
+  seconds: number;
+}
+
+export interface WriteResult {
+  amount: SelectConfig['write'];
+  scoresSha256: string;
+  scored: number;
+  selected: number;
+  seconds: number;
+}
+
+function need<T>(v: T | null, what: string, out: string): T {
+  if (v === null) throw new LmtuneError('CONFIG', `${out}: the ${what} stage has not finished`, `run \`lmtune select ${what} --out ${out}\` (or \`select run\`) first`);
+  return v;
+}
+
+export function readMatch(out: string): MatchResult | null {
+  const p = join(out, 'match', 'done.json');
+  return existsSync(p) ? readJson<MatchResult>(p, 'match summary') : null;
+}
+
+export function readScores(out: string): Float64Array {
+  const m = need(readMatch(out), 'match', out);
+  const buf = readFileSync(join(out, 'match', 'scores.f64'));
+  if (createHash('sha256').update(buf).digest('hex') !== m.sha256) throw new LmtuneError('IO', `${out}/match/scores.f64: checksum mismatch`, 'rerun `lmtune select match` after removing the match folder');
+  return new Float64Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+}
+
+export async function runMatch(cfg: SelectConfig, out: string, warm: WarmupResult, grads: GradsResult, hooks: SelectHooks = {}): Promise<MatchResult> {
+  const done = readMatch(out);
+  if (done && done.dim === cfg.match.dim && done.aggregate === cfg.match.aggregate) return done;
+  const t0 = performance.now();
+  const dim = cfg.match.dim;
+  if (!grads.dims.includes(dim)) throw new LmtuneError('CONFIG', `--match-dim ${dim} is not one of the computed projection dimensions (${grads.dims.join(', ')})`);
+  const target = readChatFile(cfg.target, { skipInvalid: cfg.skipInvalid });
+  const skippedT = new Set(grads.target.skipped.map((s) => s.index));
+  const rowsT = target.rows.filter((r) => !skippedT.has(r.index));
+  const groups = subtaskGroups(
+    rowsT.map((r) => r.chat.subtask),
+    rowsT.map((r) => `${target.path}:${r.chat.line}`),
+    cfg.match.aggregate,
+  );
+  const M = rowsT.length;
+  const V = warm.checkpoints.map((ck) => {
+    const st = FeatureStore.read(storeDir(out, ck.name, 'target', dim));
+    const all = new Float32Array(st.header.rows * dim);
+    for (let i = 0; i < st.shards; i++) all.set(st.readShard(i), st.range(i)[0] * dim);
+    const v = new Float32Array(M * dim);
+    rowsT.forEach((r, m) => v.set(all.subarray(r.index * dim, (r.index + 1) * dim), m * dim));
+    return v;
+  });
+  const lrs = warm.checkpoints.map((c) => c.lr);
+  const matcher = new Matcher(V, M, dim, lrs, groups);
+  const stores = warm.checkpoints.map((ck) => FeatureStore.read(storeDir(out, ck.name, 'pool', dim)));
+  const N = stores[0]!.header.rows;
+  const scores = new Float64Array(N).fill(Number.NaN);
+  const skippedP = new Set(grads.pool.skipped.map((s) => s.index));
+  const tWork = performance.now();
+  for (let i = 0; i < stores[0]!.shards; i++) {
+    const [s, e] = stores[0]!.range(i);
+    const sc = matcher.score(
+      stores.map((st) => st.readShard(i)),
+      e - s,
+    );
+    for (let r = 0; r < e - s; r++) if (!skippedP.has(s + r)) scores[s + r] = sc[r]!;
+    hooks.onProgress?.({ stage: 'match', done: e, total: N, unit: 'rows', etaSeconds: eta(tWork, e, N) });
+  }
+  const bytes = new Uint8Array(scores.buffer);
+  atomicWrite(join(out, 'match', 'scores.f64'), bytes);
+  faultPoint('select:match:scores-written');
+  const weights = checkpointWeights(lrs);
+  const result: MatchResult = {
+    dim,
+    aggregate: cfg.match.aggregate,
+    checkpoints: warm.checkpoints.map((c, k) => ({ name: c.name, lr: c.lr, weight: weights[k]! })),
+    subtasks: groups.names,
+    rows: N,
+    scored: N - skippedP.size,
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+    seconds: (performance.now() - t0) / 1000,
+  };
+  atomicWrite(join(out, 'match', 'done.json'), stableStringify(result));
+  return result;
+}
+
+export function readWrite(out: string): WriteResult | null {
+  const p = join(out, 'write.json');
+  return existsSync(p) ? readJson<WriteResult>(p, 'write summary') : null;
+}
+
+export async function runWrite(cfg: SelectConfig, out: string, hooks: SelectHooks = {}): Promise<WriteResult> {
+  const match = need(readMatch(out), 'match', out);
+  const done = readWrite(out);
+  if (done && done.scoresSha256 === match.sha256 && stableStringify(done.amount) === stableStringify(cfg.write) && existsSync(join(out, 'selected.jsonl')) && existsSync(join(out, 'report.html'))) return done;
+  const t0 = performance.now();
+  const scores = readScores(out);
+  const pool = readChatFile(cfg.pool, { skipInvalid: cfg.skipInvalid });
+  const w = writeSelection(out, pool, scores, cfg.write);
+  faultPoint('select:write:selection-written');
+  hooks.onProgress?.({ stage: 'write', done: 1, total: 1, unit: 'files', etaSeconds: 0 });
+  const warm = readWarmup(out);
+  const grads = readGrads(out);
+  const result: WriteResult = { amount: cfg.write, scoresSha256: match.sha256, scored: w.scored, selected: w.selected, seconds: (performance.now() - t0) / 1000 };
+  const timings = [
+    { stage: 'warmup', seconds: warm?.seconds ?? 0 },
+    { stage: 'grads', seconds: grads?.seconds ?? 0 },
+    { stage: 'match', seconds: match.seconds },
+    { stage: 'write', seconds: result.seconds },
+  ];
+  atomicWrite(
+    join(out, 'report.html'),
+    selectionReport({ pool, scores, selected: w.indices, checkpoints: match.checkpoints, subtasks: match.subtasks, aggregate: match.aggregate, timings, skipped: grads?.pool.skipped ?? [], truncated: grads?.pool.truncated ?? 0, config: cfg }),
+  );
+  atomicWrite(join(out, 'write.json'), stableStringify(result));
+  return result;
+}
+
+export interface SelectionSummary {
+  out: string;
+  warmup: WarmupResult;
+  grads: GradsResult;
+  match: MatchResult;
+  write: WriteResult;
+}
+
+export type Stage = 'warmup' | 'grads' | 'match' | 'write';
+
+/** Runs one stage (and checks that the ones before it finished), or every stage for 'run'. */
+export async function runStage(stage: Stage | 'run', out: string, cfg: SelectConfig | null, hooks: SelectHooks = {}): Promise<Partial<SelectionSummary>> {
+  const c = cfg ? saveOrCheckConfig(out, cfg) : readConfig(out);
+  const res: Partial<SelectionSummary> = { out };
+  if (stage === 'warmup' || stage === 'run') res.warmup = await runWarmup(c, out, hooks);
+  if (stage === 'grads' || stage === 'run') res.grads = await runGrads(c, out, need(readWarmup(out), 'warmup', out), hooks);
+  if (stage === 'match' || stage === 'run') res.match = await runMatch(c, out, need(readWarmup(out), 'warmup', out), need(readGrads(out), 'grads', out), hooks);
+  if (stage === 'write' || stage === 'run') res.write = await runWrite(c, out, hooks);
+  return res;
+}
