@@ -9,6 +9,7 @@ import { register as mezo } from './mezo.ts';
 import { register as demo } from './demo.ts';
 import { register as report } from './report.ts';
 import { register as tint } from './tint.ts';
+import { register as serve } from './serve.ts';
 
 export function registerAll(program: Command): void {
   info(program);
@@ -20,4 +21,5 @@ export function registerAll(program: Command): void {
   demo(program);
   report(program);
   tint(program);
+  serve(program);
 }

@@ -8,6 +8,7 @@ import { type Graph, type Value, nn } from '../engine/index.ts';
 import type { ModelConfig } from './config.ts';
 import type { WeightStore } from './weights.ts';
 import type { PeftSpec } from '../peft/spec.ts';
+import { loraDelta, prependPrefix } from '../peft/forward.ts';
 
 export interface ForwardInputs {
   /** [B, T] i64 */
@@ -82,7 +83,7 @@ export class ForwardContext {
     if (lora && this.adapters?.has(`${module}.lora_A.weight`)) {
       const a = this.w(`${module}.lora_A.weight`);
       const b = this.w(`${module}.lora_B.weight`);
-      y = y.add(x.matmul(a, { transB: true }).matmul(b, { transB: true }).mul(lora.alpha / lora.rank));
+      y = y.add(loraDelta(x, a, b, lora));
     }
     return y;
   }
@@ -98,13 +99,12 @@ export class ForwardContext {
       k = this.g.concat([this.past[layer]!.k, k], 2);
       v = this.g.concat([this.past[layer]!.v, v], 2);
     }
-    const [B, Hkv, , D] = k.shape as [number, number, number, number];
+    const Hkv = k.shape[1]!;
     const pre = this.peft?.kind === 'prefix' && this.adapters?.has(`${module}.prefix_keys`);
     if (pre) {
       const m = this.peft!.kind === 'prefix' ? this.peft!.slots : 0;
-      const toHeads = (p: Value): Value => p.reshape([1, m, Hkv, D]).transpose([0, 2, 1, 3]).expand([B, Hkv, m, D]);
-      k = this.g.concat([toHeads(this.w(`${module}.prefix_keys`)), k], 2);
-      v = this.g.concat([toHeads(this.w(`${module}.prefix_values`)), v], 2);
+      k = prependPrefix(this.g, this.w(`${module}.prefix_keys`), k, m);
+      v = prependPrefix(this.g, this.w(`${module}.prefix_values`), v, m);
     }
     const H = q.shape[1]!;
     const groups = H / Hkv;
