@@ -55,43 +55,4 @@ export function reduceKeep(x: RefArray, axes: readonly number[], init: number, c
   return arr(outShape, out);
 }
 
-/** erf to double precision (Abramowitz–Stegun is too coarse for 1e-6 gradient checks): series / continued fraction. */
-export function erf(x: number): number {
-  const ax = Math.abs(x);
-  if (ax < 2.5) {
-    // Maclaurin series: converges fast for |x| < 2.5
-    let sum = x;
-    let term = x;
-    const x2 = x * x;
-    for (let n = 1; n < 100; n++) {
-      term *= -x2 / n;
-      const t = term / (2 * n + 1);
-      sum += t;
-      if (Math.abs(t) < 1e-17 * Math.abs(sum)) break;
-    }
-    return (2 / Math.sqrt(Math.PI)) * sum;
-  }
-  // erfc continued fraction (Lentz) for large |x|
-  const erfc = erfcCf(ax);
-  return x > 0 ? 1 - erfc : erfc - 1;
-}
-
-function erfcCf(x: number): number {
-  // erfc(x) = exp(-x^2)/sqrt(pi) * 1/(x + 1/2/(x + 1/(x + 3/2/(x + ...))))
-  let f = x;
-  let c = x;
-  let d = 0;
-  const tiny = 1e-300;
-  for (let n = 1; n < 300; n++) {
-    const an = n / 2;
-    d = x + an * d;
-    d = Math.abs(d) < tiny ? tiny : d;
-    c = x + an / c;
-    c = Math.abs(c) < tiny ? tiny : c;
-    d = 1 / d;
-    const delta = c * d;
-    f *= delta;
-    if (Math.abs(delta - 1) < 1e-16) break;
-  }
-  return Math.exp(-x * x) / Math.sqrt(Math.PI) / f;
-}
+export { erf } from '../../util/erf.ts';
