@@ -12,7 +12,7 @@ export { compileOrt, defaultThreads, clearSessionCache, configureOrt, type OrtSe
 export type { Backend, Executable, Feeds, FeedArray, OutputTensor } from './executor.ts';
 export { toFloat64 } from './executor.ts';
 export * from './types.ts';
-export * as nn from './nn.ts';
+export * as nn from './composites.ts';
 
 export async function compile(outputs: Record<string, Value>, backend: Backend = 'ort', opts: OrtOptions = {}): Promise<Executable> {
   return backend === 'ref' ? compileRef(outputs) : compileOrt(outputs, opts);

@@ -19,7 +19,7 @@ import { buildLinearDescentBackward, buildLinearForward, linearDescentBackward, 
 import { add, sliceRows, type Mat } from './matrix.ts';
 import { activationBackward, activationForward, buildActivationBackward, buildActivationForward, type ActivationBackward, type ActivationForward } from './mlp-activation.ts';
 import { SLOT } from './prefixes.ts';
-import { tokenMemory, withPrefix, withTokenMemory, type TintContext } from './primitives.ts';
+import { tokenMemory, withPrefix, withTokenMemory, type TintContext } from './pieces.ts';
 import { attentionBackwardDescent, attentionForward, buildAttentionBackwardDescent, buildAttentionForward, type AttentionBackwardDescent, type AttentionForward } from './self-attention.ts';
 
 /** Index of each module's token memory in a forward block's record. */

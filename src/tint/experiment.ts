@@ -11,7 +11,7 @@ import { LmtuneError } from '../util/errors.ts';
 import type { TintSettings } from './config.ts';
 import type { InnerModel, InnerSequence } from './inner.ts';
 import { maxAbsDiff, type Mat } from './matrix.ts';
-import { runTintOnEngine, type TintBackend } from './engine.ts';
+import { runTintOnEngine, type TintBackend } from './graph.ts';
 import { exactStep, innerLogits, intendedStep, nextTokenLosses } from './oracle.ts';
 import { buildTint, runTint, type Tint, type TintRun } from './tint.ts';
 

@@ -10,7 +10,7 @@ import { loadTokenizer } from '../models/tokenizer.ts';
 import { LmtuneError } from '../util/errors.ts';
 import { readJson } from '../node/fsx.ts';
 import { tintLayout, tintSettings, type TintLayout, type TintSettings } from './config.ts';
-import type { TintBackend } from './engine.ts';
+import type { TintBackend } from './graph.ts';
 import { runTintExperimentOn, type TintExperimentResult } from './experiment.ts';
 import { INNER_PRESETS, innerConfigFromHf, innerModelFromHf, type InnerConfig, type InnerModel } from './inner.ts';
 import { tintSize, type TintSize, type TintSizeOptions } from './size.ts';

@@ -23,7 +23,7 @@ import {
   type HeadMap,
   type PositionGate,
   type TintContext,
-} from './primitives.ts';
+} from './pieces.ts';
 
 export interface LayerNormForward {
   readonly linear: LinearForward;

@@ -26,7 +26,7 @@ import {
   type PositionGate,
   type PositionTerm,
   type TintContext,
-} from './primitives.ts';
+} from './pieces.ts';
 
 /** Position term mapping prefix p's one-hot to e_p (in the heads where `on` is true). */
 function prefixOneHots(layout: TintLayout, on: (h: number) => boolean): PositionTerm {

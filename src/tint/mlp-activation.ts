@@ -8,7 +8,7 @@
 import type { ActivationFn } from './activations.ts';
 import type { TintLayout } from './config.ts';
 import type { Mat } from './matrix.ts';
-import { addTokenCopyInPlace, applyGate, applyHeadMap, elementwise, identityOnBlocks, mixMap, prefixKeepGate, type HeadMap, type PositionGate, type TintContext } from './primitives.ts';
+import { addTokenCopyInPlace, applyGate, applyHeadMap, elementwise, identityOnBlocks, mixMap, prefixKeepGate, type HeadMap, type PositionGate, type TintContext } from './pieces.ts';
 
 export interface ActivationForward {
   readonly act: ActivationFn;

@@ -14,7 +14,7 @@ import { buildLinearBackward, buildLinearDescent, buildLinearForward, linearBack
 import { at, sliceRows, zeros, type Mat } from './matrix.ts';
 import { activationBackward, activationForward, buildActivationBackward, buildActivationForward } from './mlp-activation.ts';
 import { layerNormPrefix, linearPrefix } from './prefixes.ts';
-import { makeContext, type TintContext } from './primitives.ts';
+import { makeContext, type TintContext } from './pieces.ts';
 import { attentionBackward, attentionForward, buildAttentionBackward, buildAttentionForward } from './self-attention.ts';
 import { smallInner } from './test-helpers.ts';
 

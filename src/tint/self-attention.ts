@@ -22,7 +22,7 @@ import {
   type HeadMap,
   type PositionGate,
   type TintContext,
-} from './primitives.ts';
+} from './pieces.ts';
 
 /**
  * The softmax layer shared by forward and backward: TinT head i·hpp + j (hpp inner heads per hd-sized

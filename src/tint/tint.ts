@@ -16,7 +16,7 @@ import { tintLayout, type TintLayout, type TintSettings } from './config.ts';
 import { checkSequence, embedTokens, type InnerConfig, type InnerModel, type InnerSequence } from './inner.ts';
 import { matmulT, softmaxVector, zeros, type Mat } from './matrix.ts';
 import { innerModelFromPrefixes, layerNormPrefix, layerPrefixes } from './prefixes.ts';
-import { makeContext } from './primitives.ts';
+import { makeContext } from './pieces.ts';
 
 export interface Tint {
   readonly inner: InnerConfig;

@@ -3,4 +3,4 @@ import './elementwise.ts';
 import './reduce.ts';
 import './shape.ts';
 import './matmul.ts';
-import './nn.ts';
+import './fused.ts';

@@ -1,5 +1,5 @@
 /**
- * The pieces of `primitives.ts` as engine graph builders: head maps, attention (linear or softmax) with
+ * The pieces of `pieces.ts` as engine graph builders: head maps, attention (linear or softmax) with
  * position terms, gates, the restricted layer norm, elementwise activations and the row bookkeeping around
  * modules (prefix swaps, token memories). Each function takes the (P + T) × H matrix as a graph value and
  * returns a new one; the fixed matrices of a built module (head maps, position projections, gate lines)
@@ -19,7 +19,7 @@ import { type Graph, type Shape, type Value } from '../engine/index.ts';
 import type { ActivationFn } from './activations.ts';
 import type { GateMode, TintLayout } from './config.ts';
 import type { Mat } from './matrix.ts';
-import { gateValue, type AttentionLayer, type GateLine, type HeadMap, type PositionGate, type Projection } from './primitives.ts';
+import { gateValue, type AttentionLayer, type GateLine, type HeadMap, type PositionGate, type Projection } from './pieces.ts';
 
 /** Finite stand-in for −∞ in additive softmax masks (the reference uses finfo.min; see the file comment). */
 export const MASKED_SCORE = -1e30;

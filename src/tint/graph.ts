@@ -14,12 +14,12 @@
  */
 import { Graph, compileOrt, evaluateRef, toFloat64, type Feeds, type Value } from '../engine/index.ts';
 import { LmtuneError } from '../util/errors.ts';
-import { MASK_NAMES, MASKED_SCORE, makeEngineContext, withTokenSignal, type EngineContext } from './engine-primitives.ts';
-import { backwardBlock, finalLayerNormBackward, finalLayerNormForward, forwardBlock } from './engine-modules.ts';
+import { MASK_NAMES, MASKED_SCORE, makeEngineContext, withTokenSignal, type EngineContext } from './graph-pieces.ts';
+import { backwardBlock, finalLayerNormBackward, finalLayerNormForward, forwardBlock } from './graph-modules.ts';
 import { checkSequence, positionRow, type InnerSequence } from './inner.ts';
 import type { Mat } from './matrix.ts';
 import { innerModelFromPrefixes } from './prefixes.ts';
-import { makeContext } from './primitives.ts';
+import { makeContext } from './pieces.ts';
 import type { Tint, TintRun } from './tint.ts';
 
 /** Where `lmtune tint run` runs the simulated step: the float64 TypeScript modules or an engine executor. */

@@ -27,7 +27,7 @@ import {
   withPrefix,
   withTokenMemory,
   type EngineContext,
-} from './engine-primitives.ts';
+} from './graph-pieces.ts';
 
 // ---------------------------------------------------------------------------------------------------------
 // Linear (linear.ts)

@@ -12,7 +12,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { tintSettings, type TintSettings } from './config.ts';
-import { runTintOnEngine } from './engine.ts';
+import { runTintOnEngine } from './graph.ts';
 import { runTintExperiment, runTintExperimentOn } from './experiment.ts';
 import type { InnerModel, InnerSequence } from './inner.ts';
 import { maxAbs, maxAbsDiff, type Mat } from './matrix.ts';
