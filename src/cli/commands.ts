@@ -10,6 +10,7 @@ import { register as demo } from './demo.ts';
 import { register as report } from './report.ts';
 import { register as tint } from './tint.ts';
 import { register as serve } from './serve.ts';
+import { register as zoBench } from './zo-bench.ts';
 
 export function registerAll(program: Command): void {
   info(program);
@@ -22,4 +23,5 @@ export function registerAll(program: Command): void {
   report(program);
   tint(program);
   serve(program);
+  zoBench(program);
 }

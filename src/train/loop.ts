@@ -269,7 +269,7 @@ export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks 
         throw new LmtuneError('CHECKPOINT', `${statePath}: "data.cursor" is ${ck.state.data.cursor}, past the ${trainSet.length} training examples`, 'the state or the --data file changed since the run was checkpointed');
       }
       if (ck.state.step > 0 && ck.optimizer.size === 0 && hasOptimizerState(cfg)) {
-        throw new LmtuneError('CHECKPOINT', `${join(runDir, 'checkpoint', 'optimizer.safetensors')}: missing; ${cfg.optimizer.name}${cfg.optimizer.name === 'mezo' ? ` (${cfg.optimizer.zoRule})` : ''} keeps state that a resume needs`, 'restore the file, or start the run again');
+        throw new LmtuneError('CHECKPOINT', `${join(runDir, 'checkpoint', 'optimizer.safetensors')}: missing; ${cfg.optimizer.name}${cfg.optimizer.name === 'mezo' ? ` (${cfg.optimizer.zoMethod ?? cfg.optimizer.zoRule})` : ''} keeps state that a resume needs`, 'restore the file, or start the run again');
       }
       for (const [n, t] of ck.trainable) {
         const dst = model.tensor(n);
@@ -387,5 +387,8 @@ export function readRunConfig(runDir: string): TrainConfig {
 /** optimizers whose checkpoint must carry optimizer.safetensors once a step was taken */
 function hasOptimizerState(cfg: TrainConfig): boolean {
   const o = cfg.optimizer;
-  return o.name === 'mezo' ? o.zoRule !== 'sgd' : o.name !== 'sgd';
+  if (o.name !== 'mezo') return o.name !== 'sgd';
+  // ZO methods that keep moments or a Hessian estimate between steps
+  const method = o.zoMethod ?? o.zoRule;
+  return method === 'momentum' || method === 'adam' || method === 'hizoo';
 }

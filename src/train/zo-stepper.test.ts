@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import '../node/host.ts';
 import { loadAdapters } from '../models/index.ts';
 import { buildTrainConfig } from '../cli/train.ts';
-import { train } from './loop.ts';
+import { readRunConfig, train } from './loop.ts';
+import { LmtuneError } from '../util/errors.ts';
 import { replayZoTrajectory } from '../optim/zo/trajectory.ts';
 import { readZoTrajectory } from './zo-trajectory-file.ts';
 
@@ -25,6 +26,7 @@ for (const method of ['sparse-magnitude', 'hizoo', 'fzoo']) {
       const run = join(tmp, 'run');
       const cfg = buildTrainConfig({ model: '../shared/data/models/tiny-random-gpt2', task: 'sst2', data, optimizer: 'mezo', zoMethod: method, lr: '1e-2', zoEps: '1e-2', peft: 'lora', maxSteps: '4', batchSize: '4', numDev: '4', evalEvery: '0', threads: '1', ...(method === 'fzoo' ? { zoSamples: '3' } : {}) });
       await train(cfg, run);
+      assert.equal(readRunConfig(run).optimizer.zoMethod, method, 'config.json keeps --zo-method (resume reads it)');
       const info = JSON.parse(readFileSync(join(run, 'zo-method.json'), 'utf8')) as { method: string; forwardPassesPerStep: number; extraMemoryBytes: number };
       assert.equal(info.method, method);
       assert.equal(info.forwardPassesPerStep, { 'sparse-magnitude': 2, hizoo: 3, fzoo: 4 }[method]);
@@ -44,3 +46,12 @@ for (const method of ['sparse-magnitude', 'hizoo', 'fzoo']) {
     }
   });
 }
+
+test('--zo-method: only with --optimizer mezo, only registry names', () => {
+  const base = { model: 'm', task: 'sst2', data: 'd' };
+  const isConfig = (e: unknown): boolean => e instanceof LmtuneError && e.code === 'CONFIG';
+  assert.throws(() => buildTrainConfig({ ...base, optimizer: 'adam', zoMethod: 'fzoo' }), isConfig);
+  assert.throws(() => buildTrainConfig({ ...base, optimizer: 'mezo', zoMethod: 'forward-gradient' }), isConfig);
+  assert.equal(buildTrainConfig({ ...base, optimizer: 'mezo', zoMethod: 'block' }).optimizer.zoMethod, 'block');
+  assert.equal(buildTrainConfig({ ...base, optimizer: 'mezo' }).optimizer.zoMethod, undefined);
+});

@@ -48,9 +48,18 @@ function meanCurve(m: MethodResult, key: 'devAccuracy' | 'devLoss'): { x: number
   return { x, y, std };
 }
 
+/** the two overlays (SVG): dev loss and dev accuracy against forward passes, mean ± std over seeds */
+export function zoBenchCurves(r: ZoBenchResult): { loss: string; accuracy: string } {
+  const series = (key: 'devAccuracy' | 'devLoss'): Series[] => r.methods.map((m, i) => ({ name: m.method, ...meanCurve(m, key), dashed: i >= 10 }));
+  return {
+    loss: linePlot({ series: series('devLoss'), title: 'dev loss', xLabel: 'forward passes', yLabel: 'dev loss', legend: 'top-right' }),
+    accuracy: linePlot({ series: series('devAccuracy'), title: 'dev accuracy', xLabel: 'forward passes', yLabel: 'dev accuracy (%)', legend: 'bottom-right' }),
+  };
+}
+
 export function zoBenchHtml(r: ZoBenchResult): string {
   const p = r.protocol;
-  const series = (key: 'devAccuracy' | 'devLoss'): Series[] => r.methods.map((m, i) => ({ name: m.method, ...meanCurve(m, key), dashed: i >= 10 }));
+  const curves = zoBenchCurves(r);
   return htmlReport('lmtune zo-bench', [
     {
       heading: 'Protocol',
@@ -62,10 +71,7 @@ export function zoBenchHtml(r: ZoBenchResult): string {
     },
     {
       heading: 'Curves against forward passes',
-      svgs: [
-        linePlot({ series: series('devLoss'), title: 'dev loss', xLabel: 'forward passes', yLabel: 'dev loss', legend: 'top-right' }),
-        linePlot({ series: series('devAccuracy'), title: 'dev accuracy', xLabel: 'forward passes', yLabel: 'dev accuracy (%)', legend: 'bottom-right' }),
-      ],
+      svgs: [curves.loss, curves.accuracy],
     },
     { heading: 'Settings', pre: JSON.stringify(p, null, 2) },
   ]);

@@ -54,7 +54,7 @@ export function isZoMethod(name: string): name is ZoMethodName {
 
 /**
  * A method on `params` (updated in place). `saved` is a trajectory header's config: a replay rebuilds the
- * method as logged (e.g. Sparse MeZO's thresholds, taken from the initial weights).
+ * method as logged (the MeZO rules' weight-decay exemptions).
  */
 export function createZoMethod(name: string, params: ParamList, settings: Partial<ZoSettings> = {}, saved?: Record<string, unknown>): ZoMethod {
   if (!isZoMethod(name)) throw new LmtuneError('CONFIG', `unknown ZO method "${name}"`, `known: ${ZO_METHODS.join(', ')}`);
@@ -80,7 +80,7 @@ export function createZoMethod(name: string, params: ParamList, settings: Partia
     case 'hizoo':
       return new HizooMethod(params, s);
     case 'sparse-magnitude':
-      return new SparseMethod(params, s, 'magnitude', Array.isArray(saved?.thresholds) ? (saved.thresholds as number[]) : undefined);
+      return new SparseMethod(params, s, 'magnitude');
     case 'sparse-random':
       return new SparseMethod(params, s, 'random');
     case 'sparse-layer':

@@ -3,15 +3,17 @@
  * Fine-Tuning", arXiv 2402.15751): MeZO that perturbs and updates only a masked subset m of the
  * entries, the rest stay bit-identical. Three masks, each of density ρ (`density`):
  *   magnitude  the paper's: entries with |θ| at or below their tensor's ρ-quantile of |θ| (one threshold
- *              per layer tensor, fixed from the initial weights and kept in the trajectory header),
- *              re-evaluated on θ at the start of every step
+ *              per layer tensor), both taken from θ at the start of every step. A threshold fixed from
+ *              the initial weights (as for full fine-tuning in the paper) would freeze LoRA's
+ *              zero-initialized B after its first step: every entry leaves 0 and none is ≤ 0 again
  *   random     each entry with probability ρ, drawn afresh every step from the counter-based stream
  *   layer      whole tensors, each with probability ρ, drawn afresh every step
  *
  *   m from θ (or the seed);  θ ← ⌊θ + ε·m·z⌉; l₊;  θ ← ⌊θ − 2ε·m·z⌉; l₋;  g = (l₊ − l₋)/(2ε)   record: [g]
  *   q = ⌊θ + ε·m·z⌉;  θ ← ⌊q − lr·g·m·z⌉   (entries with m = 0 are never written)   logged loss: l₊
  * g is unbiased for ⟨∇L, m⊙z⟩. Memory: the step's mask, 1 bit per trainable entry (the magnitude mask
- * must be taken before θ moves; the other two could be regenerated but share the code).
+ * must be taken before θ moves; the other two could be regenerated but share the code), plus, for the
+ * magnitude mask, a sorted copy of one tensor's |θ| while its threshold is found.
  */
 import { LmtuneError } from '../../util/errors.ts';
 import { philox4x32, seedKey } from '../../util/rng.ts';
@@ -40,7 +42,6 @@ function uniformOf(seed: number, k: number): number {
 
 export class SparseMethod extends TapedMethod {
   readonly name: string;
-  private readonly thresholds: number[];
   private readonly masks: Uint8Array[];
   private readonly bits = new Float64Array(TILE);
   private readonly byte = new Float64Array(TILE);
@@ -49,18 +50,15 @@ export class SparseMethod extends TapedMethod {
     params: ParamList,
     s: ZoSettings,
     readonly mask: SparseMask,
-    thresholds?: readonly number[],
   ) {
     super(params, s);
     this.name = `sparse-${mask}`;
     if (!(s.density > 0 && s.density <= 1)) throw new LmtuneError('CONFIG', `${this.name}: density must be in (0, 1], got ${s.density}`);
-    this.thresholds = thresholds ? [...thresholds] : mask === 'magnitude' ? params.map((p) => magnitudeThreshold(p.data, s.density)) : [];
-    if (mask === 'magnitude' && this.thresholds.length !== params.length) throw new LmtuneError('CHECKPOINT', `${this.name}: ${this.thresholds.length} thresholds for ${params.length} tensors`);
     this.masks = params.map((p) => new Uint8Array(Math.ceil(p.data.length / 8)));
   }
 
   config(): Record<string, unknown> {
-    return { method: this.name, eps: this.s.eps, distribution: this.s.distribution, density: this.s.density, ...(this.mask === 'magnitude' ? { thresholds: this.thresholds } : {}) };
+    return { method: this.name, eps: this.s.eps, distribution: this.s.distribution, density: this.s.density };
   }
   passesPerStep(): number {
     return 2;
@@ -75,7 +73,7 @@ export class SparseMethod extends TapedMethod {
     if (this.mask === 'magnitude') {
       this.xs.forEach((x, p) => {
         const m = this.masks[p]!.fill(0);
-        const t = this.thresholds[p]!;
+        const t = magnitudeThreshold(x, rho);
         for (let i = 0; i < x.length; i++) if (Math.abs(x[i]!) <= t) m[i >> 3] |= 1 << (i & 7);
       });
     } else if (this.mask === 'layer') {
