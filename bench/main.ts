@@ -1,11 +1,13 @@
-/** `npm run bench -- <engine|forward|train|mezo|less> [--threads N]`: prints one JSON object per benchmark. */
+/** `npm run bench -- <engine|forward|train|mezo|less|web> [--threads N]`: prints one JSON object per benchmark. */
 import { benchEngine } from './engine.ts';
 import { benchForward, benchMezo, benchTrain } from './models.ts';
 import { benchLess } from './less.ts';
+import { benchWeb } from './web.ts';
 
 const args = process.argv.slice(2);
-const which = args.filter((a) => !a.startsWith('--'));
 const tIdx = args.indexOf('--threads');
+// the value after --threads is not a benchmark's name
+const which = args.filter((a, i) => !a.startsWith('--') && !(tIdx >= 0 && i === tIdx + 1));
 const threads = tIdx >= 0 ? Number(args[tIdx + 1]) : 2;
 const all: Record<string, (threads: number) => Promise<Record<string, unknown>>> = {
   engine: benchEngine,
@@ -13,6 +15,7 @@ const all: Record<string, (threads: number) => Promise<Record<string, unknown>>>
   train: benchTrain,
   mezo: benchMezo,
   less: benchLess,
+  web: benchWeb,
 };
 const names = which.length ? which : Object.keys(all);
 for (const n of names) {

@@ -5,7 +5,7 @@
 import { LmtuneError } from '../util/errors.ts';
 import { stableStringify } from '../util/json.ts';
 import { readBytes, readJsonIn, type Folder } from '../util/folder.ts';
-import { asFolder, requireHost, textFile } from '../util/host.ts';
+import { asFolder, requireHost, textFile, type FileToWrite } from '../util/host.ts';
 import type { CausalLM, LanguageModel, MaskedLM } from './api.ts';
 import { TransformerModel, type ModelOptions } from './model.ts';
 import { WeightStore } from './weights.ts';
@@ -55,6 +55,11 @@ export async function loadModel(dir: string | Folder, opts: ModelOptions = {}): 
 
 /** adapters in PEFT's file layout: adapter_config.json + adapter_model.safetensors (names with base_model.model.) */
 export function saveAdapters(dir: string, spec: PeftSpec, adapters: WeightStore): void {
+  requireHost('saving adapters').writeFiles(dir, adapterFiles(spec, adapters));
+}
+
+/** the files of `saveAdapters`, for a runtime that writes them itself (a page's download) */
+export function adapterFiles(spec: PeftSpec, adapters: WeightStore): FileToWrite[] {
   const tensors = new Map([...adapters.entries()].map(([k, v]) => [`${PEFT_PREFIX}${k}`, { shape: v.shape, data: v.data }] as const));
   const config: Record<string, unknown> =
     spec.kind === 'lora'
@@ -62,10 +67,10 @@ export function saveAdapters(dir: string, spec: PeftSpec, adapters: WeightStore)
       : spec.kind === 'prefix'
         ? { peft_type: 'LMTUNE_PREFIX', num_prefix: spec.slots, init_by_real_act: spec.initByRealActivations }
         : { peft_type: 'NONE' };
-  requireHost('saving adapters').writeFiles(dir, [
+  return [
     { name: ADAPTER_WEIGHTS, write: (sink) => void serializeSafetensors(sink, tensors, { format: 'pt' }, ADAPTER_WEIGHTS) },
     textFile(ADAPTER_CONFIG, stableStringify(config)),
-  ]);
+  ];
 }
 
 export function loadAdapters(folder: string | Folder, shared = false): { spec: PeftSpec; adapters: WeightStore } {

@@ -1,5 +1,6 @@
 /**
- * `lmtune serve --runs DIR`: a local web dashboard over run folders. Plain node:http on 127.0.0.1; every
+ * `lmtune serve --runs DIR`: a local web dashboard over run folders, next to the fine-tuning page under
+ * /tune/ (web-app.ts; without --runs only the page). Plain node:http on 127.0.0.1; every
  * script and stylesheet is served from this package (uPlot from node_modules), so it works offline.
  * Live updates are server-sent events: each open page's view is recomputed when a file of a run it
  * shows changes (polled by size and mtime, which works on every filesystem, unlike fs.watch).
@@ -13,10 +14,11 @@ import { chartAssets, PAGE_CSS, scriptJson } from '../report/chart.ts';
 import { findRuns, readRun, runSignature, type RunData } from './runs.ts';
 import { AXES, axisLinks, listView, overlayView, runView, type View } from './views.ts';
 import type { OverlayAxis } from '../report/overlay.ts';
+import { WEB_PREFIX, webApp } from './web-app.ts';
 
 export interface ServeOptions {
-  /** folder holding the runs */
-  runs: string;
+  /** folder holding the runs; without it only the fine-tuning page (/tune/) is served */
+  runs?: string;
   /** 0: any free port */
   port?: number;
   host?: string;
@@ -26,6 +28,8 @@ export interface ServeOptions {
 
 export interface Dashboard {
   url: string;
+  /** the fine-tuning page */
+  tuneUrl: string;
   /** runs found at start (the page picks up later ones) */
   runCount: number;
   close(): Promise<void>;
@@ -61,7 +65,7 @@ function page(title: string, body: string, view: View | null, events: string | n
     `<style>${PAGE_CSS}${DASHBOARD_CSS}</style>`,
     '</head>',
     '<body>',
-    '<nav><a href="/">all runs</a></nav>',
+    '<nav><a href="/">all runs</a><a href="/tune/">fine-tune in the page</a></nav>',
     body,
     '<script src="/static/uPlot.iife.min.js"></script>',
     '<script src="/static/chart-client.js"></script>',
@@ -83,8 +87,10 @@ function notFound(res: ServerResponse, message: string): void {
 }
 
 export async function serveRuns(o: ServeOptions): Promise<Dashboard> {
-  const root = resolve(o.runs);
-  const initial = findRuns(root); // throws for a missing folder
+  const dashboard = o.runs !== undefined;
+  const root = resolve(o.runs ?? '.');
+  const initial = dashboard ? findRuns(root) : []; // throws for a missing folder
+  const app = webApp();
   const pollMs = o.pollMs ?? 1000;
   const host = o.host ?? '127.0.0.1';
   const timers = new Set<NodeJS.Timeout>();
@@ -180,9 +186,23 @@ export async function serveRuns(o: ServeOptions): Promise<Dashboard> {
       res.writeHead(204).end();
       return;
     }
+    if (url.pathname === WEB_PREFIX.slice(0, -1) || url.pathname.startsWith(WEB_PREFIX)) {
+      void app
+        .handle(url.pathname, res)
+        .then((found) => {
+          if (!found) notFound(res, `no file ${url.pathname}`);
+        })
+        .catch((e: unknown) => failed(res, e));
+      return;
+    }
     if (url.pathname.startsWith('/static/')) {
       const f = staticFile(url.pathname.slice('/static/'.length));
       return f ? send(res, 200, f.type, f.body) : notFound(res, `no file ${url.pathname}`);
+    }
+    if (!dashboard) {
+      if (url.pathname !== '/') return notFound(res, `no page ${url.pathname} (without --runs, lmtune serve serves the fine-tuning page at ${WEB_PREFIX})`);
+      res.writeHead(302, { location: WEB_PREFIX }).end();
+      return;
     }
     if (url.pathname === '/report') {
       const id = url.searchParams.get('id');
@@ -206,14 +226,17 @@ export async function serveRuns(o: ServeOptions): Promise<Dashboard> {
     send(res, 200, 'text/html', page(v.title, v.body, v.compute(), `/events?${ev.toString()}`));
   };
 
+  // a bug or a vanished file must cost one response, not the server
+  const failed = (res: ServerResponse, e: unknown): void => {
+    const msg = e instanceof LmtuneError ? e.message : `internal error: ${(e as Error).message}`;
+    if (!res.headersSent) send(res, 500, 'text/html', page('lmtune: error', `<h1>Error</h1><p class="warn">${escapeXml(msg)}</p>`, null, null));
+    else res.end();
+  };
   const server: Server = createServer((req, res) => {
     try {
       handle(req, res);
     } catch (e) {
-      // a bug or a vanished file must cost one response, not the server
-      const msg = e instanceof LmtuneError ? e.message : `internal error: ${(e as Error).message}`;
-      if (!res.headersSent) send(res, 500, 'text/html', page('lmtune: error', `<h1>Error</h1><p class="warn">${escapeXml(msg)}</p>`, null, null));
-      else res.end();
+      failed(res, e);
     }
   });
   await new Promise<void>((ok, fail) => {
@@ -224,6 +247,7 @@ export async function serveRuns(o: ServeOptions): Promise<Dashboard> {
   const port = typeof addr === 'object' && addr ? addr.port : o.port ?? 0;
   return {
     url: `http://${host}:${port}/`,
+    tuneUrl: `http://${host}:${port}${WEB_PREFIX}`,
     runCount: initial.length,
     close: () =>
       new Promise<void>((ok) => {
