@@ -22,7 +22,7 @@ import { WeightStore, asLanguageModel, loadTransformer } from '../src/models/ind
 import { expectedTensors, parseModelConfig } from '../src/models/config.ts';
 import { attachPeft } from '../src/peft/index.ts';
 import { RademacherProjection } from '../src/projection/rademacher.ts';
-import { SrhtProjection } from '../src/select/srht.ts';
+import { SrhtProjection } from '../src/projection/srht.ts';
 import { applyAdam, gradLayout, normalizeRows, perExampleGradients, type GradExample } from '../src/select/features.ts';
 import { runStage } from '../src/select/pipeline.ts';
 import type { SelectConfig } from '../src/select/config.ts';

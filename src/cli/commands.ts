@@ -11,6 +11,7 @@ import { register as report } from './report.ts';
 import { register as tint } from './tint.ts';
 import { register as serve } from './serve.ts';
 import { register as zoBench } from './zo-bench.ts';
+import { register as select } from './select.ts';
 
 export function registerAll(program: Command): void {
   info(program);
@@ -24,4 +25,5 @@ export function registerAll(program: Command): void {
   tint(program);
   serve(program);
   zoBench(program);
+  select(program);
 }

@@ -18,7 +18,7 @@ import { readSafetensors } from '../node/safetensors-file.ts';
 import { attachPeft } from '../peft/index.ts';
 import { RademacherProjection } from '../projection/rademacher.ts';
 import { extractFeatures, gradLayout, type AdamMoments, type FeatureKind, type GradExample, type Projector } from './features.ts';
-import { SrhtProjection } from './srht.ts';
+import { SrhtProjection } from '../projection/srht.ts';
 import { FeatureStore, type StoreHeader } from './datastore.ts';
 import { encodeRows, readChatFile, type ChatFile } from './pool.ts';
 import type { SelectConfig } from './config.ts';

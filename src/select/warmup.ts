@@ -152,14 +152,17 @@ export async function runWarmup(cfg: SelectConfig, out: string, hooks: SelectHoo
   const { train: tc, stepsPerEpoch, schedule } = trainConfig(cfg, data, rows);
   const runDir = join(wd, 'run');
   const resume = existsSync(join(runDir, 'config.json'));
+  let trained = false;
   if (resume) {
     // killed between a checkpoint and its epoch copy: the checkpoint is still the epoch's
     const ck = readCheckpoint(join(runDir, 'checkpoint'));
     if (ck && ck.state.step > 0 && ck.state.step % stepsPerEpoch === 0) snapshot(wd, ck.state.step / stepsPerEpoch);
+    // the last epoch's checkpoint is all the selection needs (train refuses to resume a finished run)
+    trained = ck !== null && ck.state.step >= tc.maxSteps;
   }
   const tTrain = performance.now();
   let startStep = -1;
-  await train(
+  if (!trained) await train(
     tc,
     runDir,
     {
