@@ -12,6 +12,8 @@ import { register as tint } from './tint.ts';
 import { register as serve } from './serve.ts';
 import { register as zoBench } from './zo-bench.ts';
 import { register as select } from './select.ts';
+import { register as features } from './features.ts';
+import { register as probe } from './probe.ts';
 
 export function registerAll(program: Command): void {
   info(program);
@@ -26,4 +28,6 @@ export function registerAll(program: Command): void {
   serve(program);
   zoBench(program);
   select(program);
+  features(program);
+  probe(program);
 }

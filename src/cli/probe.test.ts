@@ -109,23 +109,27 @@ test('bad input: a multi-token word, empty texts, one class, other widths or mod
   await rejects(features(SST_TEST, join(dir, 'y.safetensors'), ['--kind', 'phi-p', '--proj-dim', '8']), /applies to --kind p/);
 });
 
-test('--kind p --proj-dim k: the distribution projected by the Rademacher projection', async () => {
+test('--kind p --proj-dim k: the distribution projected by the Rademacher projection, chunk by chunk', async () => {
   const p = join(dir, 'p.safetensors');
   const pk = join(dir, 'pk.safetensors');
-  await features(SST_TEST, p, ['--kind', 'p', '--limit', '5']);
-  await features(SST_TEST, pk, ['--kind', 'p', '--limit', '5', '--proj-dim', '16', '--proj-seed', '3']);
+  // 260 texts: the projection runs in chunks of 256, so rows on both sides of the seam are checked
+  await features(SST_TEST, p, ['--kind', 'p', '--limit', '260', '--batch-size', '32']);
+  await features(SST_TEST, pk, ['--kind', 'p', '--limit', '260', '--batch-size', '32', '--proj-dim', '16', '--proj-seed', '3']);
   const full = readFeatureFile(p).data;
   const proj = readFeatureFile(pk);
   assert.equal(full.d, 4096);
   assert.equal(proj.data.d, 16);
+  assert.equal(proj.data.n, 260);
   assert.equal(proj.meta.projDim, 16);
-  for (let i = 0; i < 5; i++) assert.ok(Math.abs(full.x.subarray(i * 4096, (i + 1) * 4096).reduce((a, b) => a + b, 0) - 1) < 1e-4, 'rows of p sum to 1');
   const { RademacherProjection } = await import('../projection/rademacher.ts');
   const P = new RademacherProjection({ seed: 3, inDim: 4096, outDim: 16 });
-  for (let j = 0; j < 16; j++) {
-    let s = 0;
-    for (let w = 0; w < 4096; w++) s += full.x[w]! * P.entry(w, j);
-    assert.ok(Math.abs(s - proj.data.x[j]!) < 1e-6, `column ${j}: ${s} vs ${proj.data.x[j]}`);
+  for (const i of [0, 255, 256, 259]) {
+    assert.ok(Math.abs(full.x.subarray(i * 4096, (i + 1) * 4096).reduce((a, b) => a + b, 0) - 1) < 1e-4, 'rows of p sum to 1');
+    for (let j = 0; j < 16; j++) {
+      let s = 0;
+      for (let w = 0; w < 4096; w++) s += full.x[i * 4096 + w]! * P.entry(w, j);
+      assert.ok(Math.abs(s - proj.data.x[i * 16 + j]!) < 1e-6, `row ${i} column ${j}: ${s} vs ${proj.data.x[i * 16 + j]}`);
+    }
   }
 });
 
@@ -141,6 +145,19 @@ test('probe compare: nine rows, JSON and an HTML report', async () => {
   assert.equal(out.rows[8]!.features, 'bag of words');
   for (const r of out.rows) if (r.accuracy !== null) assert.ok(r.accuracy >= 0 && r.accuracy <= 1);
   assert.ok(existsSync(html) && readFileSync(html, 'utf8').includes('<table>'));
+  // CR has no test split: the mean over random splits, as the reference; its file has empty texts
+  const cr = '/work/shared/data/cr/custrev.all.jsonl';
+  await rejects(run(['probe', 'compare', '--model', MODEL, '--task', 'cr', '--train', cr, '--json', '--no-progress']), /empty texts?: .*custrev\.all\.jsonl:\d+/);
+  const crOut = JSON.parse(await run(['probe', 'compare', '--model', MODEL, '--task', 'cr', '--train', cr, '--skip-empty', '--train-limit', '40', '--splits', '2', '--test-fraction', '0.25', '--cv', '2', '--cs', '1', '--json', '--no-progress'])) as {
+    splits: { count: number };
+    evalN: number;
+    prompt: string;
+    rows: { accuracy: number | null; std?: number }[];
+  };
+  assert.equal(crOut.splits.count, 2);
+  assert.equal(crOut.evalN, 0);
+  assert.equal(crOut.prompt, ' The sentiment is ');
+  assert.ok(crOut.rows.every((r) => r.accuracy === null || (r.std !== undefined && r.std >= 0)));
   await rejects(run(['probe', 'compar', '--train', SST_TRAIN]), /unknown probe mode 'compar'/);
   await rejects(run(['probe', 'compare', '--task', 'sst2', '--train', SST_TRAIN]), /--model is required/);
 });

@@ -11,10 +11,12 @@ import type { Command } from 'commander';
 import { LmtuneError } from '../util/errors.ts';
 import { atomicWrite, stableStringify } from '../node/fsx.ts';
 import { loadTransformer } from '../models/index.ts';
-import { loadExamples, resolveTask } from '../tasks/index.ts';
+import { loadExamples, resolveTask, type Example } from '../tasks/index.ts';
+import { exampleText } from '../features/run.ts';
 import { htmlReport } from '../report/plot.ts';
 import { checkCompatible, readFeatureFile } from '../features/feature-file.ts';
 import { defaultCs, PROBE_SOLVER, repeatedSplits, trainAndEvaluate } from '../features/cv.ts';
+import { SPLIT_TASKS } from '../features/defaults.ts';
 import { compareProbes, renderCompareTable, sampleExamples, splitExamples, type CompareResult } from '../features/compare.ts';
 import { fmtEta, num, ProgressLine } from './flags.ts';
 
@@ -52,7 +54,10 @@ interface CompareFlags {
   cv: string;
   cs?: string;
   standardize?: boolean;
+  skipEmpty?: boolean;
   maxIter: string;
+  splits: string;
+  testFraction: string;
   seed: string;
   batchSize: string;
   threads: string;
@@ -67,13 +72,13 @@ export function compareReport(r: CompareResult, model: string): string {
     {
       heading: `${r.task}: linear probes on ${model}`,
       paragraphs: [
-        `${r.trainN} training and ${r.evalN} eval examples; C chosen by ${r.folds}-fold cross-validation over {${r.Cs.join(', ')}}${r.standardize ? ' on standardized features' : ''}; prompt ${JSON.stringify(r.prompt)}.`,
+        `${r.splits ? `${r.trainN} examples, the mean over ${r.splits.count} random splits holding out ${r.splits.testFraction} (C: the median chosen)` : `${r.trainN} training and ${r.evalN} eval examples`}; C chosen by ${r.folds}-fold cross-validation over {${r.Cs.join(', ')}}${r.standardize ? ' on standardized features' : ''}; prompt ${JSON.stringify(r.prompt)}.`,
         `Subset words: ${r.subsetWords.words.join(' ') || '(none)'}${r.subsetWords.dropped.length ? `; not one token, dropped: ${r.subsetWords.dropped.map((d) => d.word).join(' ')}` : ''}.`,
         `Class words: ${r.classWords.words.join(' ') || '(none)'}${r.classWords.dropped.length ? `; not one token, dropped: ${r.classWords.dropped.map((d) => d.word).join(' ')}` : ''}.`,
       ],
       table: {
-        columns: ['features', 'prompt', 'dim', 'accuracy', 'C'],
-        rows: r.rows.map((row) => [row.features, row.prompt ? 'yes' : 'no', row.dim, row.accuracy === null ? '—' : row.accuracy, row.C === null ? '—' : row.C]),
+        columns: ['features', 'prompt', 'dim', 'accuracy', 'std over splits', 'C'],
+        rows: r.rows.map((row) => [row.features, row.prompt ? 'yes' : 'no', row.dim, row.accuracy === null ? '—' : row.accuracy, row.std ?? '—', row.C === null ? '—' : row.C]),
       },
     },
   ];
@@ -98,13 +103,13 @@ export function register(program: Command): void {
     .option('--cs <list>', 'comma-separated Cs (inverse L2 strength on the summed loss; default 10^-6..10^3, or 10^-3..10^2 from 10 000 examples)')
     .option('--standardize', 'standardize features (training mean and std) before the probe')
     .option('--max-iter <n>', 'L-BFGS iterations per fit (the reference\'s max_iter)', String(PROBE_SOLVER.maxIter))
-    .option('--splits <n>', 'random splits without --eval', '10')
-    .option('--test-fraction <x>', 'held-out fraction per split without --eval', '0.1')
+    .option('--splits <n>', 'random splits without --eval (compare: MPQA and CR)', '10')
+    .option('--test-fraction <x>', 'held-out fraction per split without --eval (compare: MPQA and CR)', '0.1')
     .option('--seed <n>', 'seed of the random splits and samples', '0')
     .option('--json', 'print the result as JSON ({metric, value, n, C} for a probe)')
     .option('--model <dir>', 'compare: causal LM checkpoint folder')
     .option('--task <name>', 'compare: classification task (sst2, agnews, cr, mpqa, ...)')
-    .option('--eval-fraction <x>', 'compare: held-out fraction when --eval is not given', '0.3')
+    .option('--eval-fraction <x>', 'compare: held-out fraction when --eval is not given (tasks other than MPQA and CR)', '0.3')
     .option('--train-limit <n>', 'compare: a seeded random sample of n training examples')
     .option('--eval-limit <n>', 'compare: a seeded random sample of n eval examples')
     .option('--prompt <text>', 'compare: the prompt of the "with prompt" rows (default: the task\'s)')
@@ -112,6 +117,7 @@ export function register(program: Command): void {
     .option('--threads <n>', 'compare: compute threads', '1')
     .option('--out <file>', 'compare: also write the result JSON here')
     .option('--html <file>', 'compare: write an HTML report here')
+    .option('--skip-empty', 'compare: drop examples with an empty text instead of failing')
     .option('--no-progress', 'compare: do not show progress')
     .action(async (mode: string | undefined, flags: AllFlags) => {
       if (mode === undefined) return probeFiles(flags);
@@ -153,12 +159,18 @@ function probeFiles(flags: ProbeFlags): void {
 async function compare(flags: CompareFlags): Promise<void> {
   const seed = num('--seed', flags.seed, { int: true, min: 0 });
   const task = resolveTask(flags.task);
-  const all = loadExamples(task, flags.train);
+  const drop = (xs: Example[]) => (flags.skipEmpty ? xs.filter((e) => exampleText(task, e).trim() !== '') : xs);
+  const all = drop(loadExamples(task, flags.train));
   let train: typeof all;
   let evalSet: typeof all;
+  // MPQA and CR have no test split: the reference averages over random 90/10 splits
+  const splits = !flags.eval && SPLIT_TASKS.has(task.name) ? { count: num('--splits', flags.splits, { int: true, min: 1 }), testFraction: num('--test-fraction', flags.testFraction, { min: 0, max: 1 }), seed } : null;
   if (flags.eval) {
     train = all;
-    evalSet = loadExamples(task, flags.eval);
+    evalSet = drop(loadExamples(task, flags.eval));
+  } else if (splits) {
+    train = all;
+    evalSet = [];
   } else ({ train, eval: evalSet } = splitExamples(all, num('--eval-fraction', flags.evalFraction), seed));
   const limit = (flag: string, v: string | undefined) => (v === undefined ? null : num(flag, v, { int: true, min: 2 }));
   train = sampleExamples(train, limit('--train-limit', flags.trainLimit), seed, 'train');
@@ -179,6 +191,7 @@ async function compare(flags: CompareFlags): Promise<void> {
       prompt: flags.prompt ?? null,
       batchSize: num('--batch-size', flags.batchSize, { int: true, min: 1 }),
       maxIter: num('--max-iter', flags.maxIter, { int: true, min: 1 }),
+      splits,
     },
     (p) => {
       if (!flags.progress) return;

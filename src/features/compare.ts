@@ -12,7 +12,7 @@ import { encodeTexts, extractFeatures } from './extract.ts';
 import { featureDefaults } from './defaults.ts';
 import { resolveWords, type ResolvedWords } from './words.ts';
 import { classLabel, exampleText } from './run.ts';
-import { defaultCs, PROBE_SOLVER, trainAndEvaluate } from './cv.ts';
+import { defaultCs, PROBE_SOLVER, repeatedSplits, trainAndEvaluate } from './cv.ts';
 import { bowFeatures, bowVocabulary } from './bow.ts';
 import type { Dataset } from './probe.ts';
 
@@ -25,6 +25,8 @@ export interface CompareOptions {
   batchSize?: number;
   /** L-BFGS iterations per fit (default: the reference's 200) */
   maxIter?: number;
+  /** the MPQA/CR protocol: no eval set, the mean over random splits of the training examples */
+  splits?: { count: number; testFraction: number; seed: number } | null;
 }
 
 export interface CompareRow {
@@ -32,6 +34,8 @@ export interface CompareRow {
   prompt: boolean;
   dim: number;
   accuracy: number | null;
+  /** repeated splits: the std over splits, and C is the median of the chosen Cs */
+  std?: number;
   C: number | null;
   note: string;
 }
@@ -41,6 +45,8 @@ export interface CompareResult {
   prompt: string;
   trainN: number;
   evalN: number;
+  /** repeated splits instead of an eval set */
+  splits: { count: number; testFraction: number; seed: number } | null;
   Cs: number[];
   folds: number;
   standardize: boolean;
@@ -99,6 +105,19 @@ export async function compareProbes(model: TransformerModel, task: Task, train: 
   const y = { train: Int32Array.from(train, (e) => classLabel(task, e, e.id)), eval: Int32Array.from(evalSet, (e) => classLabel(task, e, e.id)) };
   const Cs = opts.Cs ? [...opts.Cs] : defaultCs(train.length);
   const cv = { Cs, folds: opts.folds, standardize: opts.standardize, solver: { ...PROBE_SOLVER, ...(opts.maxIter !== undefined ? { maxIter: opts.maxIter } : {}) } };
+  const splits = opts.splits ?? null;
+  if (splits && evalSet.length) throw new LmtuneError('CONFIG', 'repeated random splits use the training examples only; drop --eval or --splits');
+  if (!splits && !evalSet.length) throw new LmtuneError('DATA', 'no eval examples');
+  // an eval set, or the mean over random splits of the training examples (bag-of-words vocabulary: all of them)
+  const score = (tr: Dataset, ev: Dataset): Pick<CompareRow, 'accuracy' | 'C' | 'std'> => {
+    if (!splits) {
+      const r = trainAndEvaluate(tr, ev, cv);
+      return { accuracy: r.value, C: r.C };
+    }
+    const r = repeatedSplits(tr, { ...cv, splits: splits.count, testFraction: splits.testFraction, seed: splits.seed });
+    const sorted = [...r.Cs].sort((a, b) => a - b);
+    return { accuracy: r.value, std: r.std, C: sorted[Math.floor(sorted.length / 2)]! };
+  };
   const rows: CompareRow[] = [];
   const wordLists: Record<string, number[]> = {};
   if (subsetWords.ids.length) wordLists.subset = subsetWords.ids;
@@ -120,7 +139,7 @@ export async function compareProbes(model: TransformerModel, task: Task, train: 
         onProgress: (done, total) => onProgress?.({ stage: `features (${part}${withPrompt ? ', prompt' : ''})`, done, total }),
       });
     };
-    const feats = { train: await extract('train'), eval: await extract('eval') };
+    const feats = { train: await extract('train'), eval: evalSet.length ? await extract('eval') : null };
     const E = feats.train.hiddenDim;
     const kinds: { name: string; get: (f: typeof feats.train) => Float32Array | undefined; d: number; words?: ResolvedWords }[] = [
       { name: 'f(s)', get: (f) => f.byKind.f, d: E },
@@ -130,13 +149,12 @@ export async function compareProbes(model: TransformerModel, task: Task, train: 
     ];
     for (const k of kinds) {
       const xtr = k.get(feats.train);
-      const xev = k.get(feats.eval);
+      const xev = feats.eval ? k.get(feats.eval) : new Float32Array(0);
       const note = k.words ? `${k.words.words.join(' ')}${k.words.dropped.length ? ` (not one token, dropped: ${k.words.dropped.map((d) => d.word).join(' ')})` : ''}` : '';
       if (!xtr || !xev || k.d === 0) {
         rows.push({ features: k.name, prompt: withPrompt, dim: 0, accuracy: null, C: null, note: `no word is a single token (${k.words?.dropped.map((d) => d.word).join(' ') ?? ''})` });
       } else {
-        const r = trainAndEvaluate(dataset(xtr, y.train, k.d), dataset(xev, y.eval, k.d), cv);
-        rows.push({ features: k.name, prompt: withPrompt, dim: k.d, accuracy: r.value, C: r.C, note });
+        rows.push({ features: k.name, prompt: withPrompt, dim: k.d, ...score(dataset(xtr, y.train, k.d), dataset(xev, y.eval, k.d)), note });
       }
       fitted();
     }
@@ -146,20 +164,21 @@ export async function compareProbes(model: TransformerModel, task: Task, train: 
     rows.push({ features: 'bag of words', prompt: false, dim: 0, accuracy: null, C: null, note: 'no word occurs twice in the training texts' });
   } else {
     const d = vocab.words.length;
-    const r = trainAndEvaluate(dataset(bowFeatures(texts.train, vocab), y.train, d), dataset(bowFeatures(texts.eval, vocab), y.eval, d), cv);
-    rows.push({ features: 'bag of words', prompt: false, dim: d, accuracy: r.value, C: r.C, note: 'word presence, words seen twice in training' });
+    const r = score(dataset(bowFeatures(texts.train, vocab), y.train, d), dataset(bowFeatures(texts.eval, vocab), y.eval, d));
+    rows.push({ features: 'bag of words', prompt: false, dim: d, ...r, note: 'word presence, words seen twice in training' });
   }
   fitted();
-  return { task: task.name, prompt, trainN: train.length, evalN: evalSet.length, Cs, folds: opts.folds, standardize: opts.standardize, subsetWords, classWords, truncated, rows };
+  return { task: task.name, prompt, trainN: train.length, evalN: evalSet.length, splits: opts.splits ?? null, Cs, folds: opts.folds, standardize: opts.standardize, subsetWords, classWords, truncated, rows };
 }
 
 /** the table `lmtune probe compare` prints */
 export function renderCompareTable(r: CompareResult): string {
   const head = ['features', 'prompt', 'dim', 'accuracy', 'C'];
-  const body = r.rows.map((row) => [row.features, row.prompt ? 'yes' : 'no', String(row.dim), row.accuracy === null ? '—' : row.accuracy.toFixed(4), row.C === null ? '—' : String(row.C)]);
+  const body = r.rows.map((row) => [row.features, row.prompt ? 'yes' : 'no', String(row.dim), row.accuracy === null ? '—' : `${row.accuracy.toFixed(4)}${row.std !== undefined ? ` ± ${row.std.toFixed(4)}` : ''}`, row.C === null ? '—' : String(row.C)]);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  ');
-  const out = [`${r.task}: ${r.trainN} training / ${r.evalN} eval examples, prompt ${JSON.stringify(r.prompt)}, ${r.folds}-fold CV over C ∈ {${r.Cs.join(', ')}}${r.standardize ? ', standardized' : ''}`, line(head), ...body.map(line)];
+  const data = r.splits ? `${r.trainN} examples, mean ± std over ${r.splits.count} random splits holding out ${r.splits.testFraction} (C: the median chosen)` : `${r.trainN} training / ${r.evalN} eval examples`;
+  const out = [`${r.task}: ${data}, prompt ${JSON.stringify(r.prompt)}, ${r.folds}-fold CV over C ∈ {${r.Cs.join(', ')}}${r.standardize ? ', standardized' : ''}`, line(head), ...body.map(line)];
   for (const row of r.rows) if (row.accuracy === null) out.push(`  ${row.features}${row.prompt ? ' (prompt)' : ''}: ${row.note}`);
   if (r.subsetWords.dropped.length) out.push(`subset words not one token (dropped): ${r.subsetWords.dropped.map((d) => d.word).join(' ')}`);
   if (r.classWords.dropped.length) out.push(`class words not one token (dropped): ${r.classWords.dropped.map((d) => d.word).join(' ')}`);

@@ -205,3 +205,28 @@ test('the graph extraction agrees between onnxruntime (float32) and the float64 
     for (let v = 0; v < 61; v++) assert.ok(Math.abs(all.logits[(i * all.seq + q.length - 1) * 61 + v]! - fromF[i * 61 + v]!) < 1e-4);
   });
 });
+
+test('every causal family: f·Φᵀ from the split head equals the full forward pass\'s logits at the last token', async () => {
+  const families = [
+    ['gpt2', {}],
+    ['opt', { word_embed_proj_dim: 8 }],
+    ['llama', {}],
+    ['gpt_neox', {}],
+    ['gemma', {}],
+  ] as const;
+  for (const [family, over] of families) {
+    const raw = tinyConfig(family, over);
+    const model = TransformerModel.fromWeights(raw, randomWeights(raw, 11), null, { backend: 'ref' });
+    const seqs = [[3, 4, 5, 6], [9, 10]];
+    const r = await extractFeatures(model, { sequences: seqs, kinds: ['f'] });
+    const phiName = model.weights.has('lm_head.weight') ? 'lm_head.weight' : model.weights.has('embed_out.weight') ? 'embed_out.weight' : ({ opt: 'model.decoder.embed_tokens.weight', gemma: 'model.embed_tokens.weight' } as Record<string, string>)[family] ?? 'transformer.wte.weight';
+    const phiT = model.weights.get(phiName);
+    const [V, E] = phiT.shape as [number, number];
+    assert.equal(r.hiddenDim, E, `${family}: f is as wide as Φ's rows`);
+    const logits = logitsOf(Float64Array.from(r.byKind.f!), 2, Float64Array.from(phiT.data), V, E);
+    const all = await model.forwardAll(seqs);
+    seqs.forEach((q, i) => {
+      for (let v = 0; v < V; v++) assert.ok(Math.abs(all.logits[(i * all.seq + q.length - 1) * V + v]! - logits[i * V + v]!) < 1e-4, `${family} row ${i} word ${v}`);
+    });
+  }
+});

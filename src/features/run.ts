@@ -85,27 +85,29 @@ export async function featureMatrix(model: TransformerModel, task: Task, example
   }
   const kinds = spec.kind === 'subset' ? [] : [spec.kind];
   const enc = encodeTexts(model, texts, prompt, kept.map((e) => e.id));
-  const ex = await extractFeatures(model, {
-    sequences: enc.sequences,
-    kinds,
-    ...(spec.kind === 'subset' ? { wordLists: { subset: wordIds } } : {}),
-    ...(spec.batchSize ? { batchSize: spec.batchSize } : {}),
-    ...(onProgress ? { onProgress } : {}),
-  });
-  let features: Float32Array;
-  let dim: number;
-  if (spec.kind === 'subset') {
-    features = ex.byWords.subset!;
-    dim = wordIds.length;
-  } else {
-    features = ex.byKind[spec.kind]!;
-    dim = spec.kind === 'p' ? ex.vocabSize : ex.hiddenDim;
-  }
-  if (spec.projDim !== null) {
-    if (spec.kind !== 'p') throw new LmtuneError('CONFIG', `--proj-dim projects the next-word distribution; it applies to --kind p, not ${spec.kind}`);
-    const proj = new RademacherProjection({ seed: spec.projSeed, inDim: dim, outDim: spec.projDim, ...(model.threads !== undefined ? { threads: model.threads } : {}) });
-    features = await proj.project(features, labels.length);
-    dim = spec.projDim;
+  if (spec.projDim !== null && spec.kind !== 'p') throw new LmtuneError('CONFIG', `--proj-dim projects the next-word distribution; it applies to --kind p, not ${spec.kind}`);
+  const n = enc.sequences.length;
+  const proj = spec.projDim !== null ? new RademacherProjection({ seed: spec.projSeed, inDim: model.cfg.vocabSize, outDim: spec.projDim, ...(model.threads !== undefined ? { threads: model.threads } : {}) }) : null;
+  // projected distributions go chunk by chunk, so N × V floats never sit in memory at once
+  const chunk = proj ? 256 : n;
+  let features = new Float32Array(0);
+  let dim = 0;
+  for (let s = 0; s < n; s += chunk) {
+    const ex = await extractFeatures(model, {
+      sequences: enc.sequences.slice(s, s + chunk),
+      kinds,
+      ...(spec.kind === 'subset' ? { wordLists: { subset: wordIds } } : {}),
+      ...(spec.batchSize ? { batchSize: spec.batchSize } : {}),
+      ...(onProgress ? { onProgress: (done: number) => onProgress(s + done, n) } : {}),
+    });
+    let part = spec.kind === 'subset' ? ex.byWords.subset! : ex.byKind[spec.kind]!;
+    dim = spec.kind === 'subset' ? wordIds.length : spec.kind === 'p' ? ex.vocabSize : ex.hiddenDim;
+    if (proj) {
+      part = await proj.project(part, ex.n);
+      dim = proj.outDim;
+    }
+    if (s === 0) features = new Float32Array(n * dim);
+    features.set(part, s * dim);
   }
   return { features, labels, dim, prompt, words, truncated: enc.truncated, skipped: examples.length - kept.length };
 }

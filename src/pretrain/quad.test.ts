@@ -16,7 +16,8 @@ import { packBatch } from '../models/batch.ts';
 import { tinyConfig, randomWeights } from '../models/testing.ts';
 import { readJson } from '../node/fsx.ts';
 import { minimizeLbfgs } from '../features/lbfgs.ts';
-import { addQuadWeights, foldedCheckpoint, quadLoss, quadLossAndGrads, quadLossRef, quadMinimiser, QUAD_DENSE, QUAD_PHI } from './quad.ts';
+import { addQuadWeights, foldedCheckpoint, loadQuadPhi, quadLoss, quadLossAndGrads, quadLossRef, quadMinimiser, QUAD_DENSE, QUAD_PHI } from './quad.ts';
+import { LmtuneError } from '../util/errors.ts';
 import { pretrain } from './pretrain.ts';
 
 /** float32-representable Gaussians, so the graph and the float64 host see the same numbers */
@@ -173,4 +174,39 @@ test('lmtune pretrain --objective quad: the loss falls, and the saved checkpoint
   assert.ok(loaded.weights.has('lm_head.weight'));
   const summary = readJson<{ options: { objective: string } }>(join(out, 'pretrain_summary.json'));
   assert.equal(summary.options.objective, 'quad');
+});
+
+test('--quad-phi-from: a fixed Φ stays fixed (the saved head Φ·A lies in Φ\'s column span), and a foreign vocabulary is refused', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lmtune-quad-fixed-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const text = Array.from({ length: 60 }, (_, i) => `the cat sat on the mat number ${i % 7}. a dog ran to the park and back again.`).join('\n\n');
+  writeFileSync(join(dir, 'corpus.txt'), text);
+  const base = { shared: dir, vocabSize: 300, layers: 1, dim: 16, heads: 2, seq: 16, batch: 4, steps: 10, lr: 1e-2, warmup: 2, weightDecay: 0, seed: 0, threads: 1, objective: 'quad' as const, sources: [{ name: 'toy', path: join(dir, 'corpus.txt'), documents: (t: string) => t.split('\n\n') }] };
+  await pretrain({ ...base, out: join(dir, 'a') });
+  const fixed = await loadQuadPhi(join(dir, 'a'));
+  await pretrain({ ...base, out: join(dir, 'b'), seed: 1, quadFixedPhi: fixed });
+  const [V, E] = fixed.shape as [number, number];
+  const phi = Float64Array.from(fixed.data);
+  // relative residual of the least-squares fit Φ X = head (normal equations, column by column)
+  const residual = async (model: string): Promise<number> => {
+    const head = (await TransformerModel.load(join(dir, model), { backend: 'ref' })).weights.get('lm_head.weight').data;
+    let resid = 0;
+    let norm = 0;
+    for (let c = 0; c < E; c++) {
+      const col = Float64Array.from({ length: V }, (_, w) => head[w * E + c]!);
+      const x = quadMinimiser(phi, V, E, col);
+      for (let w = 0; w < V; w++) {
+        let fit = 0;
+        for (let e = 0; e < E; e++) fit += phi[w * E + e]! * x[e]!;
+        resid += (fit - col[w]!) ** 2;
+        norm += col[w]! ** 2;
+      }
+    }
+    return Math.sqrt(resid / norm);
+  };
+  assert.ok((await residual('b')) < 1e-4, `fixed Φ: relative residual ${await residual('b')}`);
+  // the control: the same run with a learned Φ leaves that span
+  await pretrain({ ...base, out: join(dir, 'd'), seed: 1 });
+  assert.ok((await residual('d')) > 1e-2, `learned Φ: relative residual ${await residual('d')}`);
+  await assert.rejects(pretrain({ ...base, out: join(dir, 'c'), vocabSize: 290, quadFixedPhi: fixed }), (e: unknown) => e instanceof LmtuneError && /vocabulary differs/.test(e.message));
 });
