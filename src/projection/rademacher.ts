@@ -77,6 +77,8 @@ export class RademacherProjection {
   private signs(rowStart: number, rows: number, out = new Float32Array(rows * this.outDim)): Float32Array {
     const D = this.outDim;
     const buf = new Uint32Array(4);
+    // ±1.0 differ only in the sign bit: write 0x3f800000 with bit 31 taken from the random bit
+    const bits = new Uint32Array(out.buffer, out.byteOffset, out.length);
     const [k0, k1] = this.key;
     for (let r = 0; r < rows; r++) {
       const i = rowStart + r;
@@ -86,7 +88,14 @@ export class RademacherProjection {
       for (let chunk = 0; chunk * 128 < D; chunk++) {
         philox4x32(c0, c1, chunk, STREAM, k0, k1, buf, 0);
         const end = Math.min(128, D - chunk * 128);
-        for (let b = 0; b < end; b++) out[base + chunk * 128 + b] = ((buf[b >>> 5]! >>> (b & 31)) & 1) === 1 ? 1 : -1;
+        const o = base + chunk * 128;
+        for (let w = 0; w * 32 < end; w++) {
+          // a set bit means +1: flip it into the sign bit's "clear" state
+          const word = ~buf[w]!;
+          const lim = Math.min(32, end - w * 32);
+          const ow = o + w * 32;
+          for (let b = 0; b < lim; b++) bits[ow + b] = 0x3f800000 | ((word << (31 - b)) & 0x80000000);
+        }
       }
     }
     return out;

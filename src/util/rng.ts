@@ -35,17 +35,10 @@ export function philox4x32(c0: number, c1: number, c2: number, c3: number, k0: n
 }
 
 function mulhi(a: number, b: number): number {
-  // High 32 bits of a 32x32 unsigned product, exactly, with 16-bit limbs.
-  const aH = a >>> 16;
-  const aL = a & 0xffff;
-  const bH = b >>> 16;
-  const bL = b & 0xffff;
-  const ll = aL * bL;
-  const lh = aL * bH;
-  const hl = aH * bL;
-  const hh = aH * bH;
-  const mid = (ll >>> 16) + (lh & 0xffff) + (hl & 0xffff);
-  return (hh + (lh >>> 16) + (hl >>> 16) + (mid >>> 16)) >>> 0;
+  // High 32 bits of a 32x32 unsigned product, exactly: a·b_lo and a·b_hi are below 2^48, so doubles
+  // hold them exactly, and so does ⌊a·b / 2^16⌋ = a·b_hi + ⌊a·b_lo / 2^16⌋ (below 2^49).
+  const t = a * (b >>> 16) + Math.floor((a * (b & 0xffff)) / 65536);
+  return Math.floor(t / 65536) >>> 0;
 }
 
 const INV32 = 1 / 4294967296;
