@@ -19,6 +19,7 @@ import {
 } from './config.ts';
 import { parseSafetensors, parseSafetensorsHeader, serializeSafetensors, tensorBytes, type LoadedTensor, type SafetensorsHeader, type TensorToWrite, type WritableDtype } from './safetensors.ts';
 import { loadTokenizer, type TokenizerFacts } from './tokenizer.ts';
+import { familyOf } from './families/index.ts';
 
 export const SINGLE_FILE = 'model.safetensors';
 export const INDEX_FILE = 'model.safetensors.index.json';
@@ -299,37 +300,7 @@ function highlights(c: ModelConfig): Record<string, string | number | boolean | 
     eosTokenId: c.eosTokenId,
     padTokenId: c.padTokenId,
   };
-  switch (c.family) {
-    case 'gpt2':
-      return { ...base, activation: c.activation, layerNormEps: c.layerNormEps };
-    case 'opt':
-      return { ...base, activation: c.activation, doLayerNormBefore: c.doLayerNormBefore, wordEmbedProjDim: c.wordEmbedProjDim, enableBias: c.enableBias };
-    case 'llama':
-      return {
-        ...base,
-        numKvHeads: c.numKvHeads,
-        activation: c.activation,
-        rmsNormEps: c.rmsNormEps,
-        ropeTheta: c.ropeTheta,
-        ropeScaling: c.ropeScaling ? `linear ×${c.ropeScaling.factor}` : null,
-        qkvBias: c.qkvBias,
-        slidingWindow: c.slidingWindow,
-      };
-    case 'gpt_neox':
-      return { ...base, activation: c.activation, rotaryDim: c.rotaryDim, ropeTheta: c.ropeTheta, useParallelResidual: c.useParallelResidual, layerNormEps: c.layerNormEps };
-    case 'roberta':
-      return { ...base, activation: c.activation, positionOffset: c.positionOffset, typeVocabSize: c.typeVocabSize, layerNormEps: c.layerNormEps };
-    case 'gemma':
-      return {
-        ...base,
-        numKvHeads: c.numKvHeads,
-        activation: c.activation,
-        rmsNormEps: c.rmsNormEps,
-        ropeTheta: c.ropeTheta,
-        ropeScaling: c.ropeScaling ? `linear ×${c.ropeScaling.factor}` : null,
-        attentionBias: c.attentionBias,
-      };
-  }
+  return { ...base, ...familyOf(c).highlights(c) };
 }
 
 /** Facts about a checkpoint folder, read from config.json, the safetensors headers (no tensor data) and the tokenizer. */

@@ -1,7 +1,7 @@
 /**
  * What an architecture's forward function receives: the graph, its weights by HF name, the batch
  * inputs, and the adapter hooks (LoRA on chosen linear layers, prefix key/value slots in attention).
- * Architectures stay plain top-to-bottom code; PEFT enters only through `linear` and `attend`.
+ * Family forwards (families/*.ts) stay plain top-to-bottom code; PEFT enters only through `linear` and `attend`.
  */
 import { LmtuneError } from '../util/errors.ts';
 import { type Graph, type Value, nn } from '../engine/index.ts';
@@ -132,27 +132,4 @@ export function activation(x: Value, act: string): Value {
     default:
       throw new LmtuneError('UNSUPPORTED', `activation '${act}' is not supported`);
   }
-}
-
-/** An architecture: the body (token ids → final hidden states before the output norm) and the head. */
-export interface Architecture {
-  /** hidden states [B, T, H] (before the final norm) */
-  body(ctx: ForwardContext): Value;
-  /** final norm + LM head applied to rows of hidden states [N, H] → logits [N, V] */
-  head(ctx: ForwardContext, h: Value): Value;
-  /**
-   * Causal LMs, whose head is a plain linear map: the features f [N, E] of hidden rows [N, H] (final norm,
-   * plus OPT's project_out), so that head(h) = f·Φᵀ. Conditional-mean features and Quad need f and Φ apart.
-   */
-  finalNorm?(ctx: ForwardContext, h: Value): Value;
-  /** causal LMs: the output embedding Φ [V, E], one row φ_w per word (the tied input embedding or lm_head) */
-  outputEmbedding?(ctx: ForwardContext): Value;
-  /** is attention causal */
-  readonly causal: boolean;
-  /** position id rule: the table index for a token at real position p (or null: no learned positions) */
-  positionIndex(p: number, cfg: ModelConfig): number;
-  /** HF name of layer i's attention module (prefix-tuning slots live there) */
-  attentionModule(i: number): string;
-  /** rotary: dims and base, or null */
-  rotary(cfg: ModelConfig): { dim: number; theta: number; scale: number } | null;
 }

@@ -20,18 +20,12 @@ import { type ModelConfig, attentionWindow, checkTensors, kvHeads, loadModelConf
 import { loadCheckpointTensors, saveCheckpoint } from './checkpoint.ts';
 import { loadTokenizer } from './tokenizer.ts';
 import { WeightStore } from './weights.ts';
-import { ForwardContext, type Architecture, type ForwardInputs } from './forward.ts';
+import { ForwardContext, type ForwardInputs } from './forward.ts';
 import { attentionBias, decodeBias, packBatch, rotaryTables, roundUp, type PackedBatch } from './batch.ts';
 import type { ContinuationRequest, GenerateOptions, TextTokenizer } from './api.ts';
 import type { PeftSpec } from '../peft/spec.ts';
-import { gpt2 } from './arch/gpt2.ts';
-import { opt } from './arch/opt.ts';
-import { llama } from './arch/llama.ts';
-import { gptNeox } from './arch/gpt-neox.ts';
-import { roberta } from './arch/roberta.ts';
-import { gemma } from './arch/gemma.ts';
-
-const ARCHS: Record<ModelConfig['family'], Architecture> = { gpt2, opt, llama, gpt_neox: gptNeox, roberta, gemma };
+import type { Family } from './family.ts';
+import { familyOf } from './families/index.ts';
 
 export interface ModelOptions {
   backend?: Backend;
@@ -87,7 +81,8 @@ interface Built {
 }
 
 export class TransformerModel {
-  readonly arch: Architecture;
+  /** the model's family: its forward, heads and position rules */
+  readonly arch: Family<ModelConfig>;
   adapters: WeightStore | null = null;
   peft: PeftSpec | null = null;
   readonly backend: Backend;
@@ -109,7 +104,7 @@ export class TransformerModel {
     opts: ModelOptions = {},
     readonly dir: string | null = null,
   ) {
-    this.arch = ARCHS[cfg.family];
+    this.arch = familyOf(cfg);
     this.backend = opts.backend ?? 'ort';
     this.threads = opts.threads;
     this.evalBatch = opts.evalBatch ?? 8;
@@ -287,17 +282,10 @@ export class TransformerModel {
   }
 
   private restrictedHead(ctx: ForwardContext, rows: Value, candIds: Value): Value {
-    if (this.cfg.family !== 'roberta') {
-      const logits = this.arch.head(ctx, rows);
-      return ctx.g.apply1('gather', [logits.transpose([1, 0]), candIds]).transpose([1, 0]);
-    }
-    const c = this.cfg;
-    let x = ctx.linear(rows, 'lm_head.dense').gelu('none');
-    x = ctx.g.apply('layer_norm', [x, ctx.w('lm_head.layer_norm.weight'), ctx.w('lm_head.layer_norm.bias')], { eps: c.layerNormEps })[0]!;
-    const dec = ctx.has('lm_head.decoder.weight') ? ctx.w('lm_head.decoder.weight') : ctx.w('roberta.embeddings.word_embeddings.weight');
-    const w = ctx.g.apply1('gather', [dec, candIds]);
-    const b = ctx.g.apply1('gather', [ctx.w('lm_head.bias'), candIds]);
-    return x.matmul(w, { transB: true }).add(b);
+    // a family may compute the candidates' logits without the full vocabulary (RoBERTa's head)
+    if (this.arch.restrictedHead) return this.arch.restrictedHead(ctx, rows, candIds);
+    const logits = this.arch.head(ctx, rows);
+    return ctx.g.apply1('gather', [logits.transpose([1, 0]), candIds]).transpose([1, 0]);
   }
 
   private async finish(g: Graph, ctx: ForwardContext, outputs: Record<string, Value>): Promise<Built> {

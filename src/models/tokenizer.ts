@@ -19,15 +19,10 @@ import { readText, type Folder } from '../util/folder.ts';
 import { asFolder, requireHost } from '../util/host.ts';
 import type { TextTokenizer } from './api.ts';
 import { detectFamily, type ModelFamily } from './config.ts';
+import type { SpecialDefaults, SpecialKey, SpecialTemplate } from './family.ts';
+import { families, familyOf } from './families/index.ts';
 
-export interface SpecialTemplate {
-  /** ids put before the text's ids */
-  prefix: number[];
-  /** ids put after them */
-  suffix: number[];
-  /** how the template was decided, for `lmtune info` */
-  rule: string;
-}
+export type { SpecialTemplate } from './family.ts';
 
 export interface SpecialTokenFacts {
   token: string;
@@ -79,24 +74,14 @@ function tokenString(v: unknown): string | null {
   return null;
 }
 
-type SpecialKey = 'bos_token' | 'eos_token' | 'unk_token' | 'pad_token' | 'mask_token' | 'cls_token' | 'sep_token';
-type SpecialDefaults = Partial<Record<SpecialKey, string>>;
-
-const FAMILY_SPECIALS: Readonly<Record<ModelFamily, SpecialDefaults>> = {
-  gpt2: { bos_token: '<|endoftext|>', eos_token: '<|endoftext|>', unk_token: '<|endoftext|>' },
-  gpt_neox: { bos_token: '<|endoftext|>', eos_token: '<|endoftext|>', unk_token: '<|endoftext|>' },
-  opt: { bos_token: '</s>', eos_token: '</s>', unk_token: '</s>', pad_token: '<pad>' },
-  llama: { bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>' },
-  roberta: { bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>', pad_token: '<pad>', mask_token: '<mask>', cls_token: '<s>', sep_token: '</s>' },
-  gemma: { bos_token: '<bos>', eos_token: '<eos>', unk_token: '<unk>', pad_token: '<pad>' },
-};
+const SPECIAL_KEYS: readonly SpecialKey[] = ['bos_token', 'eos_token', 'unk_token', 'pad_token', 'mask_token', 'cls_token', 'sep_token'];
 
 /** Without a family, guess the naming convention from which tokens the vocabulary has. */
 function guessSpecials(has: (t: string) => boolean): SpecialDefaults {
-  if (has('<|endoftext|>')) return FAMILY_SPECIALS.gpt2;
-  if (has('<mask>')) return FAMILY_SPECIALS.roberta;
-  if (has('<bos>') && has('<eos>')) return FAMILY_SPECIALS.gemma;
-  if (has('<s>')) return FAMILY_SPECIALS.llama;
+  if (has('<|endoftext|>')) return familyOf('gpt2').specials;
+  if (has('<mask>')) return familyOf('roberta').specials;
+  if (has('<bos>') && has('<eos>')) return familyOf('gemma').specials;
+  if (has('<s>')) return familyOf('llama').specials;
   return {};
 }
 
@@ -109,12 +94,7 @@ function resolveSpecial(key: SpecialKey, tc: Json, stm: Json, defaults: SpecialD
 
 function familyFromTokenizerClass(tc: Json): ModelFamily | undefined {
   const cls = typeof tc.tokenizer_class === 'string' ? tc.tokenizer_class : '';
-  if (/^Roberta/.test(cls)) return 'roberta';
-  if (/^(Code)?Llama/.test(cls)) return 'llama';
-  if (/^GPTNeoX/.test(cls)) return 'gpt_neox';
-  if (/^Gemma/.test(cls)) return 'gemma';
-  if (/^GPT2/.test(cls)) return 'gpt2';
-  return undefined;
+  return families.find((f) => f.tokenizerClass?.test(cls))?.name;
 }
 
 /** The prefix/suffix special ids of a tokenizer.json post-processor (TemplateProcessing's `single`). */
@@ -220,7 +200,7 @@ function tokenizerJsonFromVocabMerges(dir: Folder, vocab: Json, tc: Json, specia
     for (const t of Object.values(specials)) {
       if (!t || seen.has(t) || typeof vocab[t] !== 'number') continue;
       seen.add(t);
-      const lstrip = family === 'roberta' && t === specials.mask_token;
+      const lstrip = family !== undefined && familyOf(family).maskLstrip === true && t === specials.mask_token;
       added.push({ id: vocab[t] as number, content: t, single_word: false, lstrip, rstrip: false, normalized: false, special: true });
     }
   }
@@ -373,30 +353,8 @@ function decideTemplate(
     const addEos = typeof tc.add_eos_token === 'boolean' ? tc.add_eos_token : false;
     return { prefix: addBos ? [need(ids.bos, 'BOS')] : [], suffix: addEos ? [need(ids.eos, 'EOS')] : [], rule: `${rule}: add_bos_token=${addBos}, add_eos_token=${addEos}` };
   };
-  switch (family) {
-    case 'roberta':
-      return { prefix: [need(ids.cls ?? ids.bos, 'CLS/<s>')], suffix: [need(ids.sep ?? ids.eos, 'SEP/</s>')], rule: 'roberta: <s> text </s>' };
-    case 'gpt2':
-    case 'gpt_neox':
-      return flags(false, family);
-    case 'opt':
-      return flags(true, 'opt (BOS is </s>)');
-    case 'llama': {
-      const cls = typeof tc.tokenizer_class === 'string' ? tc.tokenizer_class : '';
-      // LlamaTokenizer(Fast) rebuilds its post-processor from these flags; PreTrainedTokenizerFast
-      // (Llama 3, SmolLM) keeps tokenizer.json's
-      if ('add_bos_token' in tc || 'add_eos_token' in tc || /^(Code)?LlamaTokenizer/.test(cls)) return flags(true, 'llama');
-      break;
-    }
-    case 'gemma': {
-      // GemmaTokenizer(Fast) rebuilds its post-processor from the same flags as Llama's: <bos> first by default
-      const cls = typeof tc.tokenizer_class === 'string' ? tc.tokenizer_class : '';
-      if ('add_bos_token' in tc || 'add_eos_token' in tc || /^GemmaTokenizer/.test(cls)) return flags(true, 'gemma');
-      break;
-    }
-    default:
-      break;
-  }
+  const fromFamily = family ? familyOf(family).template({ tc, ids, need, flags }) : null;
+  if (fromFamily) return fromFamily;
   const t = templateFromPostProcessor(postProcessor, file);
   return { ...t, rule: 'tokenizer.json post-processor' };
 }
@@ -430,9 +388,9 @@ export async function loadTokenizer(folder: string | Folder, family?: ModelFamil
     file = tjPath;
   } else if (dir.exists('vocab.json') && dir.exists('merges.txt')) {
     const vocab = readJsonFile(dir, 'vocab.json');
-    const defaults = fam ? FAMILY_SPECIALS[fam] : guessSpecials((t) => t in vocab);
+    const defaults = fam ? familyOf(fam).specials : guessSpecials((t) => t in vocab);
     const specials: SpecialDefaults = {};
-    for (const k of Object.keys(FAMILY_SPECIALS.roberta) as SpecialKey[]) {
+    for (const k of SPECIAL_KEYS) {
       const s = resolveSpecial(k, tc, stm, defaults);
       if (s !== null) specials[k] = s;
     }
@@ -459,7 +417,7 @@ export async function loadTokenizer(folder: string | Folder, family?: ModelFamil
     throw tokErr(`${file}: the tokenizer could not be built (${(e as Error).message})`);
   }
   const has = (t: string): boolean => tok.token_to_id(t) !== undefined;
-  const defaults = fam ? FAMILY_SPECIALS[fam] : guessSpecials(has);
+  const defaults = fam ? familyOf(fam).specials : guessSpecials(has);
   const special = (k: SpecialKey): string | null => {
     const s = resolveSpecial(k, tc, stm, defaults);
     return s !== null && has(s) ? s : null;

@@ -6,23 +6,17 @@
  */
 import { LmtuneError } from '../util/errors.ts';
 import { Rng } from '../util/rng.ts';
-import type { ModelConfig } from '../models/config.ts';
+import type { ModelConfig, ModelFamily } from '../models/config.ts';
+import { families, familyOf } from '../models/families/index.ts';
 import { WeightStore } from '../models/weights.ts';
 import type { LoraSpec } from './spec.ts';
 
-/** PEFT's default target modules per family (MeZO: q_proj and v_proj for OPT) */
-export const DEFAULT_LORA_TARGETS: Record<ModelConfig['family'], string[]> = {
-  gpt2: ['attn\\.c_attn$'],
-  opt: ['self_attn\\.(q_proj|v_proj)$'],
-  llama: ['self_attn\\.(q_proj|v_proj)$'],
-  gpt_neox: ['attention\\.query_key_value$'],
-  roberta: ['attention\\.self\\.(query|value)$'],
-  gemma: ['self_attn\\.(q_proj|v_proj)$'],
-};
+/** PEFT's default target modules per family (MeZO: q_proj and v_proj for OPT), as each family states them */
+export const DEFAULT_LORA_TARGETS = Object.fromEntries(families.map((f) => [f.name, [...f.loraTargets]])) as Record<ModelFamily, string[]>;
 
-/** GPT-2's Conv1D stores [in, out]; everything else nn.Linear [out, in] */
+/** how the family stores linear weights: GPT-2's Conv1D [in, out], nn.Linear [out, in] */
 export function weightLayout(cfg: ModelConfig): 'in_out' | 'out_in' {
-  return cfg.family === 'gpt2' ? 'in_out' : 'out_in';
+  return familyOf(cfg).weightLayout;
 }
 
 export function loraTargets(cfg: ModelConfig, base: WeightStore, spec: LoraSpec): { module: string; in: number; out: number }[] {
