@@ -14,6 +14,7 @@ import { register as zoBench } from './zo-bench.ts';
 import { register as select } from './select.ts';
 import { register as features } from './features.ts';
 import { register as probe } from './probe.ts';
+import { register as kernel } from './kernel.ts';
 
 export function registerAll(program: Command): void {
   info(program);
@@ -30,4 +31,5 @@ export function registerAll(program: Command): void {
   select(program);
   features(program);
   probe(program);
+  kernel(program);
 }

@@ -89,6 +89,11 @@ test('kernel compute writes float64 kernels equal to a differently blocked compu
   await assert.rejects(cli(['solve', '--kernels', out, '--solver', 'asym']), (e: unknown) => e instanceof LmtuneError && /asymmetric-signgd kernel; .* holds sgd/.test(e.message));
   // --grid without dev kernels
   await assert.rejects(cli(['solve', '--kernels', out, '--grid']), (e: unknown) => e instanceof LmtuneError && /no tensor 'labels_dev'/.test(e.message) && /--dev FILE/.test(e.hint ?? ''));
+  // a meta.json from another computation is caught
+  const mixed = join(tmp, 'mixed');
+  await cli(base(mixed, ['--formula', 'signgd']));
+  writeFileSync(join(mixed, 'meta.json'), readFileSync(join(out, 'meta.json')));
+  await assert.rejects(cli(['solve', '--kernels', mixed]), (e: unknown) => e instanceof LmtuneError && /holds signgd kernels of model .* but .*meta\.json says sgd/.test(e.message));
   // a finished folder is not overwritten
   await assert.rejects(cli(base(out, ['--formula', 'sgd'])), /already holds finished kernels/);
 });

@@ -5,7 +5,7 @@
  * Flags are parsed and checked here; everything else lives in src/tint/.
  */
 import type { Command } from 'commander';
-import { TINT_BACKENDS } from '../tint/engine.ts';
+import { TINT_BACKENDS } from '../tint/graph.ts';
 import { runTintOnText, tintSizeFor, type TintTextRun } from '../tint/hf.ts';
 import type { TintSize } from '../tint/size.ts';
 import { num, oneOf } from './flags.ts';

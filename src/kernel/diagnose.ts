@@ -73,7 +73,8 @@ export async function diagnose(base: TransformerModel, tuned: TransformerModel, 
   const C = enc.labelIds.length;
   const w = tunedWeights(tuned);
   const batch = o.batch ?? 8;
-  const blockElements = o.blockElements ?? 1 << 26;
+  // as `kernel compute`: one block's training Jacobian and its sign copy in 1 GiB
+  const blockElements = o.blockElements ?? Math.max(1, Math.floor(2 ** 30 / (8 * enc.sets.train.length * C)));
   for (const n of o.params) {
     if (!tuned.weights.has(n)) throw new LmtuneError('CHECKPOINT', `the fine-tuned model has no weight '${n}'`, 'diagnose a fine-tuning run of the same base model');
     if (tuned.weights.get(n).data.length !== base.tensor(n).length) throw new LmtuneError('CHECKPOINT', `weight '${n}' differs in size between the base and the fine-tuned model`);

@@ -184,7 +184,16 @@ export function readKernelFolder(dir: string): KernelFolder {
     throw new LmtuneError('IO', `${dir}: no ${KERNEL_FILE}`, hint);
   }
   const meta = readJson<KernelMeta>(metaPath, 'kernel meta.json');
-  return { meta, tensors: readF64Safetensors(kpath).tensors };
+  const { tensors, metadata } = readF64Safetensors(kpath);
+  // the two files must describe one computation: a meta.json copied from elsewhere is caught here
+  if (metadata.formula !== meta.formula || metadata.fingerprint !== meta.model.fingerprint) {
+    throw new LmtuneError('DATA', `${kpath} holds ${metadata.formula} kernels of model ${metadata.fingerprint}, but ${metaPath} says ${meta.formula} of ${meta.model.fingerprint}`, 'the folder mixes two computations; recompute it');
+  }
+  for (const [set, info] of Object.entries(meta.sets)) {
+    const l = tensors[`labels_${set}`];
+    if (!l || l.shape[0] !== info.n) throw new LmtuneError('DATA', `${kpath}: labels_${set} has ${l?.shape[0] ?? 'no'} examples, ${metaPath} says ${info.n}`, 'the folder mixes two computations; recompute it');
+  }
+  return { meta, tensors };
 }
 
 export function writeKernelFolder(dir: string, meta: KernelMeta, tensors: Record<string, StoredTensor>): void {
