@@ -23,7 +23,7 @@ const LAYERS = [
   { name: 'node', files: ['src/node/**'], dirs: ['node'] },
   { name: 'report', files: ['src/report/**'], dirs: ['report'] },
   { name: 'train', files: ['src/train/**'], dirs: ['train'] },
-  { name: 'methods', files: ['src/select/**', 'src/kernel/**', 'src/features/**', 'src/scaling/**', 'src/tint/**', 'src/pretrain/**', 'src/zo-bench/**'], dirs: ['select', 'kernel', 'features', 'scaling', 'tint', 'pretrain', 'zo-bench'] },
+  { name: 'methods', files: ['src/distributed/**', 'src/select/**', 'src/kernel/**', 'src/features/**', 'src/scaling/**', 'src/tint/**', 'src/pretrain/**', 'src/zo-bench/**'], dirs: ['distributed', 'select', 'kernel', 'features', 'scaling', 'tint', 'pretrain', 'zo-bench'] },
   { name: 'edges', files: ['src/serve/**', 'src/fuzz/**', 'src/cli/**'], dirs: ['serve', 'fuzz', 'cli'] },
 ];
 const CORE = new Set(['util', 'engine', 'projection', 'adapter math', 'models', 'tasks', 'adapters', 'optim']);

@@ -15,6 +15,8 @@ import { register as select } from './select.ts';
 import { register as features } from './features.ts';
 import { register as probe } from './probe.ts';
 import { register as kernel } from './kernel.ts';
+import { register as worker } from './worker.ts';
+import { register as queue } from './queue.ts';
 
 export function registerAll(program: Command): void {
   info(program);
@@ -32,4 +34,6 @@ export function registerAll(program: Command): void {
   features(program);
   probe(program);
   kernel(program);
+  worker(program);
+  queue(program);
 }

@@ -36,6 +36,8 @@ interface EvalFlags {
   batchSize: string;
   maxLength?: string;
   progress: boolean;
+  queue?: string;
+  sliceSize: string;
 }
 
 function intFlag(name: string, v: string, min: number): number {
@@ -91,6 +93,8 @@ export function register(program: Command, deps: EvalCommandDeps = {}): void {
     .option('--json', 'print one JSON object (metric, value, n, ...) instead of a table')
     .option('--out <file>', 'result file (default runs/eval/<task>__<data>__k<shots>_s<seed>.json)')
     .option('--no-progress', 'do not show the progress bar')
+    .option('--queue <url>', 'split the data into slices run by `lmtune worker`s of this Redis queue (redis://HOST:PORT[/DB])')
+    .option('--slice-size <n>', 'examples per queued job (rounded up to a multiple of --batch-size)', '256')
     .action(async (flags: EvalFlags) => {
       const shots = intFlag('--shots', flags.shots, 0);
       const seed = intFlag('--seed', flags.seed, 0);
@@ -106,6 +110,36 @@ export function register(program: Command, deps: EvalCommandDeps = {}): void {
       // the result file is checked before the evaluation, not after it
       const outPath = flags.out ?? defaultOutPath(flags.task, flags.data, shots, seed);
       checkOutputFile(outPath, '--out');
+      if (flags.queue !== undefined) {
+        // workers load the model; this process only slices, waits and merges
+        const { runDistributedEvaluation } = await import('../distributed/eval-slices.ts');
+        const { renderQueueProgress } = await import('../distributed/coordinator.ts');
+        let last = 0;
+        const record = await runDistributedEvaluation({
+          queueUrl: flags.queue,
+          modelDir: flags.model,
+          task: flags.task,
+          data: flags.data,
+          shots,
+          seed,
+          ...(limit !== undefined ? { limit } : {}),
+          scoring: flags.scoring,
+          ...(flags.calibrate ? { calibrate: true } : {}),
+          batchSize,
+          ...(maxLength !== undefined ? { maxLength } : {}),
+          sliceSize: intFlag('--slice-size', flags.sliceSize, 1),
+          onProgress: (p) => {
+            if (!flags.progress) return;
+            if (tty) err(`\r${renderQueueProgress(p)}`);
+            else if (p.done === p.total || performance.now() - last > 5000) {
+              last = performance.now();
+              err(`${renderQueueProgress(p)}\n`);
+            }
+          },
+        });
+        if (flags.progress && tty) err('\n');
+        return finish(record);
+      }
       const load = deps.loadModel ?? (async (dir: string) => (await import('../models/index.ts')).loadModel(dir));
       const model = await load(flags.model);
 
@@ -133,11 +167,14 @@ export function register(program: Command, deps: EvalCommandDeps = {}): void {
         onProgress,
       });
       if (flags.progress && tty) err('\n');
+      finish(record);
 
-      atomicWrite(outPath, stableStringify({ ...record, modelDir: flags.model }));
-      if (flags.json) {
-        const { predictions: _p, ...summary } = record;
-        out(JSON.stringify({ ...summary, modelDir: flags.model, out: outPath }) + '\n');
-      } else out(renderEvalTable(record, outPath));
+      function finish(record: EvalRecord): void {
+        atomicWrite(outPath, stableStringify({ ...record, modelDir: flags.model }));
+        if (flags.json) {
+          const { predictions: _p, ...summary } = record;
+          out(JSON.stringify({ ...summary, modelDir: flags.model, out: outPath }) + '\n');
+        } else out(renderEvalTable(record, outPath));
+      }
     });
 }

@@ -114,7 +114,7 @@ function demoSampler(examples: readonly Example[], pool: readonly Example[] | un
   };
 }
 
-interface ChoicePrediction {
+export interface ChoicePrediction {
   readonly prediction: number;
   readonly scores: number[];
 }
@@ -190,7 +190,8 @@ async function scoreMasked(
   return out;
 }
 
-function classificationResult(task: Task, examples: readonly Example[], preds: readonly ChoicePrediction[]): EvalResult {
+/** Metrics of a classification / multiple-choice run from its per-example predictions (merging eval slices reuses it). */
+export function classificationResult(task: Task, examples: readonly Example[], preds: readonly ChoicePrediction[]): EvalResult {
   const predictions: ExamplePrediction[] = examples.map((ex, i) => ({
     id: ex.id,
     prediction: preds[i]!.prediction,
