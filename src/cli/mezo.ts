@@ -10,11 +10,45 @@ import { readTrajectory } from '../node/trajectory-file.ts';
 import { saveModelFolder } from '../train/loop.ts';
 import { num, ProgressLine } from './flags.ts';
 import { checkOutputFolder } from '../node/outputs.ts';
+import { readZoTrajectory } from '../train/zo-trajectory-file.ts';
+import { replayZoTrajectory, ZO_TRAJECTORY_FORMAT } from '../optim/zo/trajectory.ts';
+import { readFileSync } from 'node:fs';
+
+/** the `format` of a trajectory's header line: MeZO's (seed + one scalar per step) or the ZO methods' */
+function trajectoryFormat(path: string): string | null {
+  let first = '';
+  try {
+    first = readFileSync(path, 'utf8').split('\n', 1)[0] ?? '';
+  } catch {
+    return null; // readTrajectory names the problem
+  }
+  try {
+    const h = JSON.parse(first) as { format?: unknown };
+    return typeof h.format === 'string' ? h.format : null;
+  } catch {
+    return null;
+  }
+}
 
 export async function replayRun(modelDir: string, trajectoryPath: string, outDir: string, steps?: number, onStep?: (done: number, total: number) => void): Promise<{ steps: number }> {
   // before any work: --out must be new, empty, or an earlier replay's output (never a run or its initial/)
   checkOutputFolder(outDir, { kind: 'model', role: 'replay' }, '--out');
   const model = await loadTransformer(modelDir, {});
+  if (trajectoryFormat(trajectoryPath) === ZO_TRAJECTORY_FORMAT) {
+    // a --zo-method run (src/optim/zo/): its records hold what each method's step needs
+    const zo = readZoTrajectory(trajectoryPath);
+    const to = steps ?? zo.records.length;
+    if (to > zo.records.length) throw new LmtuneError('CONFIG', `--steps ${to}: the trajectory holds ${zo.records.length} steps`);
+    const params = zo.header.params.map((p) => {
+      const data = model.tensor(p.name);
+      if (data.length !== p.size) throw new LmtuneError('CHECKPOINT', `${trajectoryPath}: parameter '${p.name}' has ${p.size} values in the trajectory, ${data.length} in ${modelDir}`);
+      return { name: p.name, data };
+    });
+    await replayZoTrajectory(params, { header: zo.header, records: zo.records.slice(0, to) });
+    onStep?.(to, to);
+    saveModelFolder(model, outDir, 'replay', '--out');
+    return { steps: to };
+  }
   const traj = readTrajectory(trajectoryPath);
   const to = steps ?? traj.records.length;
   if (to > traj.records.length) throw new LmtuneError('CONFIG', `--steps ${to}: the trajectory holds ${traj.records.length} steps`);

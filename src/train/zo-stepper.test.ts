@@ -16,6 +16,7 @@ import { readRunConfig, train } from './loop.ts';
 import { LmtuneError } from '../util/errors.ts';
 import { replayZoTrajectory } from '../optim/zo/trajectory.ts';
 import { readZoTrajectory } from './zo-trajectory-file.ts';
+import { replayRun } from '../cli/mezo.ts';
 
 for (const method of ['sparse-magnitude', 'hizoo', 'fzoo']) {
   test(`train --zo-method ${method}: replaying trajectory.jsonl onto the initial adapters gives the final ones bit for bit`, async () => {
@@ -40,6 +41,15 @@ for (const method of ['sparse-magnitude', 'hizoo', 'fzoo']) {
       for (const p of params) {
         const f = fin.get(p.name).data;
         assert.ok(Buffer.from(p.data.buffer).equals(Buffer.from(f.buffer, f.byteOffset, f.byteLength)), `${p.name} differs after replay`);
+      }
+      // the same through `lmtune mezo replay`, which recognizes the ZO trajectory format
+      const out = join(tmp, 'replayed');
+      assert.equal((await replayRun(join(run, 'initial'), join(run, 'trajectory.jsonl'), out)).steps, 4);
+      const rep = loadAdapters(out).adapters;
+      for (const p of params) {
+        const a = rep.get(p.name).data;
+        const f = fin.get(p.name).data;
+        assert.ok(Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(f.buffer, f.byteOffset, f.byteLength)), `${p.name}: lmtune mezo replay differs from final/`);
       }
     } finally {
       rmSync(tmp, { recursive: true, force: true });
