@@ -82,7 +82,9 @@ export async function runJobs<R>(queueUrl: string, envelopes: readonly JobEnvelo
           continue;
         }
         if (state === 'failed') {
-          throw new LmtuneError('RUNTIME', `${kind} job ${ids[i]} (#${i + 1} of ${ids.length}) failed after ${job.attemptsMade} attempt(s): ${job.failedReason}`, `fix the cause, then \`lmtune queue retry --queue ${queueUrl}\` and run this command again (finished jobs are reused)`);
+          // as for completion: the hash read above may predate the failure, so read the reason now
+          const fresh = (await Job.fromId<JobEnvelope, R>(queue, ids[i]!)) ?? job;
+          throw new LmtuneError('RUNTIME', `${kind} job ${ids[i]} (#${i + 1} of ${ids.length}) failed after ${fresh.attemptsMade} attempt(s): ${fresh.failedReason}`, `fix the cause, then \`lmtune queue retry --queue ${queueUrl}\` and run this command again (finished jobs are reused)`);
         }
         failedAttempts += job.attemptsMade;
         fracSum += typeof job.progress === 'number' ? Math.min(100, job.progress) / 100 : 0;

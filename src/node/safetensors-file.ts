@@ -1,9 +1,8 @@
 /** safetensors files on disk: the core's reader and writer (models/safetensors.ts) on paths, written atomically. */
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
-import { LmtuneError } from '../util/errors.ts';
+import { basename, dirname } from 'node:path';
 import { parseSafetensors, parseSafetensorsHeader, serializeSafetensors, type LoadedTensor, type SafetensorsHeader, type TensorToWrite } from '../models/safetensors.ts';
 import { DiskFolder } from './folder.ts';
+import { nodeHost } from './host.ts';
 
 export function readSafetensorsHeader(path: string): SafetensorsHeader {
   return parseSafetensorsHeader(new DiskFolder(dirname(path)), basename(path));
@@ -20,34 +19,7 @@ export function writeSafetensors(
   tensors: Iterable<readonly [string, TensorToWrite]> | ReadonlyMap<string, TensorToWrite>,
   metadata: Record<string, string> = { format: 'pt' },
 ): number {
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  let fd: number;
-  try {
-    fd = openSync(tmp, 'w');
-  } catch (e) {
-    throw new LmtuneError('IO', `${path}: cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
-  let ok = false;
   let n = 0;
-  try {
-    n = serializeSafetensors(
-      {
-        write(b: Uint8Array): void {
-          let off = 0;
-          while (off < b.length) off += writeSync(fd, b, off, b.length - off);
-        },
-      },
-      tensors,
-      metadata,
-      path,
-    );
-    fsyncSync(fd);
-    ok = true;
-  } finally {
-    closeSync(fd);
-    if (!ok) rmSync(tmp, { force: true });
-  }
-  renameSync(tmp, path);
+  nodeHost.writeFiles(dirname(path), [{ name: basename(path), write: (sink) => (n = serializeSafetensors(sink, tensors, metadata, path)) }]);
   return n;
 }

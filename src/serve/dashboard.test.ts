@@ -9,16 +9,15 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { CHROMIUM_SKIP, EMBEDDED_MODEL, ROOT, SCREENSHOTS, launchChromium } from './chromium.test-util.ts';
 import { buildTrainConfig } from '../cli/train.ts';
 import { writeRunReport } from '../train/report.ts';
 import { serveRuns, type Dashboard } from './server.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-const SKIP = existsSync(CHROMIUM) ? false : `Chromium not found at ${CHROMIUM} (apt-get install -y chromium); browser tests skipped`;
-const ROOT = new URL('../../', import.meta.url).pathname;
-const MODEL = join(ROOT, 'assets/tiny-english-lm');
-const SHOTS = join(ROOT, 'runs/test-screenshots');
+const SKIP = CHROMIUM_SKIP;
+const MODEL = EMBEDDED_MODEL;
+const SHOTS = SCREENSHOTS;
 
 let browser: Browser | null = null;
 let tmp = '';
@@ -27,10 +26,7 @@ before(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'lmtune-dash-'));
   if (SKIP) return;
   mkdirSync(SHOTS, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

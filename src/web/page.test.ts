@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import { extname, join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { CHROMIUM_SKIP, EMBEDDED_MODEL, ROOT, SCREENSHOTS, launchChromium } from '../serve/chromium.test-util.ts';
 import { serveRuns, type Dashboard } from '../serve/server.ts';
 import { replayRun } from '../cli/mezo.ts';
 import { parseSafetensors } from '../models/safetensors.ts';
@@ -20,11 +21,9 @@ import { asLanguageModel, loadTransformer } from '../models/index.ts';
 import { runEvaluation } from '../tasks/index.ts';
 import { DEFAULT_SETTINGS, TuneSession } from './session.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-const SKIP = existsSync(CHROMIUM) ? false : `Chromium not found at ${CHROMIUM} (apt-get install -y chromium); browser tests skipped`;
-const ROOT = new URL('../../', import.meta.url).pathname;
-const MODEL = join(ROOT, 'assets/tiny-english-lm');
-const SHOTS = join(ROOT, 'runs/test-screenshots');
+const SKIP = CHROMIUM_SKIP;
+const MODEL = EMBEDDED_MODEL;
+const SHOTS = SCREENSHOTS;
 
 let browser: Browser | null = null;
 let server: Dashboard | null = null;
@@ -35,10 +34,7 @@ before(async () => {
   if (SKIP) return;
   mkdirSync(SHOTS, { recursive: true });
   server = await serveRuns({ port: 0 });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
