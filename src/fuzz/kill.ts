@@ -10,10 +10,11 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Rng } from '../util/rng.ts';
+import { SHARED_DATA } from '../tasks/test-fixtures.ts';
 
 const CLI = new URL('../../bin/lmtune.js', import.meta.url).pathname;
-const MODEL = '/work/shared/data/models/tiny-random-gpt2';
-const SST2 = '/work/shared/data/sst2/glue_train.jsonl';
+const MODEL = join(SHARED_DATA, 'models/tiny-random-gpt2');
+const SST2 = join(SHARED_DATA, 'sst2/glue_train.jsonl');
 
 export interface KillJob {
   name: string;

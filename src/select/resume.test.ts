@@ -10,11 +10,12 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SHARED_DATA } from '../tasks/test-fixtures.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const MODEL = join(ROOT, 'assets/tiny-english-lm');
-const POOL = '/work/shared/data/instruct-pool/pool.jsonl';
-const TARGET = '/work/shared/data/instruct-pool/targets/trec_target.jsonl';
+const POOL = join(SHARED_DATA, 'instruct-pool/pool.jsonl');
+const TARGET = join(SHARED_DATA, 'instruct-pool/targets/trec_target.jsonl');
 
 // the CLI's `select` command alone, with lmtune's error handling (src/cli/main.ts registers every command)
 const HARNESS = `

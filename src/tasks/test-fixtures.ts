@@ -138,8 +138,10 @@ export class FakeMaskedLM implements MaskedLM {
   }
 }
 
-export const SHARED_MODELS = '/work/shared/data/models';
-export const SHARED_DATA = '/work/shared/data';
+/** ../shared beside the checkout (as CI lays it out), else the development machine's /work/shared */
+const SHARED_BESIDE = new URL('../../../shared/data', import.meta.url).pathname;
+export const SHARED_DATA = existsSync(SHARED_BESIDE) ? SHARED_BESIDE : '/work/shared/data';
+export const SHARED_MODELS = join(SHARED_DATA, 'models');
 
 /** A shared tokenizer folder through @huggingface/tokenizers, or null when the folder is absent. */
 export function hfTokenizer(dir: string, specials: { bos?: string; eos?: string; mask?: string; pad?: string } = {}): (TextTokenizer & { vocab: Record<string, number> }) | null {

@@ -7,8 +7,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Rng } from '../util/rng.ts';
 import { innerModelFromHf, randomInnerModel, type HfTensor, type InnerModel, type InnerSequence, type RandomInnerOptions } from './inner.ts';
+import { SHARED_DATA } from '../tasks/test-fixtures.ts';
 
-export const TINY_GPT2_DIR = '/work/shared/data/models/tiny-random-gpt2';
+export const TINY_GPT2_DIR = join(SHARED_DATA, 'models/tiny-random-gpt2');
 
 /** Reads an F32 safetensors file: u64 LE header length, JSON header {name: {dtype, shape, data_offsets}}, data. */
 export function readSafetensorsF32(path: string): Map<string, HfTensor> {

@@ -16,9 +16,10 @@ import { attachPeft } from '../peft/index.ts';
 import { encodeChat, parseChatJsonl, type EncodedChat } from '../tasks/chat.ts';
 import { chatLossRequest } from './chat-batches.ts';
 import { readRunConfig, train } from './loop.ts';
+import { SHARED_DATA } from '../tasks/test-fixtures.ts';
 
 const MODEL = new URL('../../assets/tiny-english-lm', import.meta.url).pathname;
-const POOL = '/work/shared/data/instruct-pool/pool.jsonl';
+const POOL = join(SHARED_DATA, 'instruct-pool/pool.jsonl');
 
 /** pool rows of three sources: the first `perSource` of each that fit in `fit` tokens, and `long` CR rows that do not */
 function poolRows(perSource: number, fit: number, long: number, tok: NonNullable<TransformerModel['tokenizer']>): string[] {

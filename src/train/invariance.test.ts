@@ -18,10 +18,11 @@ import { evaluateDev } from './loop.ts';
 import { buildLossRequest, encodeExample, type Encoded, type ObjectiveMode } from './batches.ts';
 import { makeStepper } from './stepper.ts';
 import { buildTrainConfig } from '../cli/train.ts';
+import { SHARED_DATA } from '../tasks/test-fixtures.ts';
 
 const MODEL = new URL('../../assets/tiny-english-lm', import.meta.url).pathname;
 const SST2 = new URL('../../assets/demo/sst2-dev.jsonl', import.meta.url).pathname;
-const COPA = '/work/shared/data/superglue/copa/val.jsonl';
+const COPA = join(SHARED_DATA, 'superglue/copa/val.jsonl');
 
 const BATCHES = [1, 3, 8, 32];
 

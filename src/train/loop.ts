@@ -251,8 +251,11 @@ export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks 
   if (chat) hooks.onMessage?.(chat.message());
   hooks.onMessage?.(`model ${cfg.model}: ${model.cfg.family}, ${model.weights.numParams()} parameters; trainable ${model.trainableNames().reduce((s, n) => s + model.tensor(n).length, 0)} (${cfg.peft.kind}); objective ${mode}; ${trainSet.length} train / ${dev.length} dev examples`);
   const encodeCache = new Map<Example, Encoded>();
-  // a MeZO run is its initial weights plus the trajectory: keep the initial adapters (the base model is --model)
-  if (!resume && cfg.optimizer.name === 'mezo' && cfg.peft.kind !== 'full') saveModelFolder(model, join(runDir, 'initial'), 'initial');
+  // a MeZO run is its initial weights plus the trajectory: keep the initial adapters (the base model is --model).
+  // A resume writes them too when a kill came before they were (saveModelFolder swaps the folder in whole, so
+  // it exists complete or not at all); the adapters here are still the seeded initial ones, as the
+  // checkpoint is restored below.
+  if (cfg.optimizer.name === 'mezo' && cfg.peft.kind !== 'full' && (!resume || !existsSync(join(runDir, 'initial')))) saveModelFolder(model, join(runDir, 'initial'), 'initial');
   const stepper: Stepper = makeStepper(cfg, model, runDir);
   const order = new DataOrder(trainSet.length, cfg.seed);
   let state: RunState = { step: 0, data: { epoch: 0, cursor: 0 }, best: null, optimizerScalars: {}, extra: {} };

@@ -16,9 +16,10 @@ import { readTrajectory, TrajectoryWriter } from '../node/trajectory-file.ts';
 import { buildTrainConfig, refuseChangedFlags } from '../cli/train.ts';
 import { replayRun } from '../cli/mezo.ts';
 import { readRunConfig, saveModelFolder, train } from './loop.ts';
+import { SHARED_DATA } from '../tasks/test-fixtures.ts';
 
-const MODEL = '/work/shared/data/models/tiny-random-gpt2';
-const SST2 = '/work/shared/data/sst2/glue_train.jsonl';
+const MODEL = join(SHARED_DATA, 'models/tiny-random-gpt2');
+const SST2 = join(SHARED_DATA, 'sst2/glue_train.jsonl');
 
 function tmp(): string {
   return mkdtempSync(join(tmpdir(), 'lmtune-out-'));
