@@ -2,6 +2,10 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { configureRuntimeFromEnv } from '../src/node/runtime.ts';
+import { TransformerModel } from '../src/models/model.ts';
+import { WeightStore } from '../src/models/weights.ts';
+import { expectedTensors, parseModelConfig } from '../src/models/config.ts';
+import { Rng } from '../src/util/rng.ts';
 
 configureRuntimeFromEnv();
 
@@ -40,4 +44,21 @@ export function torchBaseline(mode: string, args: string[], threads: number): Re
 
 export function ratio(a: unknown, b: unknown): number | null {
   return typeof a === 'number' && typeof b === 'number' && b > 0 ? Math.round((a / b) * 1000) / 1000 : null;
+}
+
+/** GPT-2-small (124M: 12 layers, d = 768, 12 heads, 50257 words) with seeded random weights, as the PyTorch baselines build it */
+export function gpt2Small(threads: number): TransformerModel {
+  const raw = { model_type: 'gpt2', n_embd: 768, n_layer: 12, n_head: 12, n_positions: 1024, vocab_size: 50257, activation_function: 'gelu_new', n_inner: null };
+  const cfg = parseModelConfig(raw, '(bench)');
+  const store = new WeightStore();
+  const rng = new Rng(0);
+  for (const t of expectedTensors(cfg)) {
+    if (t.tiedTo) continue;
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(n);
+    if (/ln_.*weight$/.test(t.name)) data.fill(1);
+    else if (!t.name.endsWith('.bias')) for (let i = 0; i < n; i++) data[i] = rng.normal() * 0.02;
+    store.set(t.name, t.shape, data);
+  }
+  return TransformerModel.fromWeights(raw, store, null, { threads });
 }

@@ -17,9 +17,7 @@ import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { Rng } from '../src/util/rng.ts';
-import { TransformerModel } from '../src/models/model.ts';
-import { WeightStore, asLanguageModel, loadTransformer } from '../src/models/index.ts';
-import { expectedTensors, parseModelConfig } from '../src/models/config.ts';
+import { asLanguageModel, loadTransformer } from '../src/models/index.ts';
 import { attachPeft } from '../src/peft/index.ts';
 import { RademacherProjection } from '../src/projection/rademacher.ts';
 import { SrhtProjection } from '../src/projection/srht.ts';
@@ -30,25 +28,10 @@ import { train } from '../src/train/loop.ts';
 import type { TrainConfig } from '../src/train/options.ts';
 import { loadChatExamples } from '../src/tasks/chat-task.ts';
 import { evaluateChat } from '../src/tasks/chat-eval.ts';
-import { peakRssMb, torchBaseline } from './harness.ts';
+import { gpt2Small, peakRssMb, torchBaseline } from './harness.ts';
 
 const SHAPE = { layers: 12, d: 768, heads: 12, vocab: 50257, seq: 128, loraR: 8, projDim: 8192 };
 
-function gpt2Small(threads: number): TransformerModel {
-  const raw = { model_type: 'gpt2', n_embd: SHAPE.d, n_layer: SHAPE.layers, n_head: SHAPE.heads, n_positions: 1024, vocab_size: SHAPE.vocab, activation_function: 'gelu_new', n_inner: null };
-  const cfg = parseModelConfig(raw, '(bench)');
-  const store = new WeightStore();
-  const rng = new Rng(0);
-  for (const t of expectedTensors(cfg)) {
-    if (t.tiedTo) continue;
-    const n = t.shape.reduce((a, b) => a * b, 1);
-    const data = new Float32Array(n);
-    if (/ln_.*weight$/.test(t.name)) data.fill(1);
-    else if (!t.name.endsWith('.bias')) for (let i = 0; i < n; i++) data[i] = rng.normal() * 0.02;
-    store.set(t.name, t.shape, data);
-  }
-  return TransformerModel.fromWeights(raw, store, null, { threads });
-}
 
 export async function benchLess(threads: number): Promise<Record<string, unknown>> {
   const examples = Number(process.env.LESS_BENCH_EXAMPLES ?? 32);

@@ -9,32 +9,14 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Rng } from '../src/util/rng.ts';
-import { TransformerModel } from '../src/models/model.ts';
-import { WeightStore } from '../src/models/weights.ts';
-import { expectedTensors, parseModelConfig } from '../src/models/config.ts';
 import { packBatch } from '../src/models/batch.ts';
 import { padTargets, type LossRequest } from '../src/models/model.ts';
 import { MezoOptimizer } from '../src/optim/mezo.ts';
 import { Adam } from '../src/optim/adam.ts';
-import { peakRssMb, ratio, timeMs, torchBaseline } from './harness.ts';
+import { gpt2Small, peakRssMb, ratio, timeMs, torchBaseline } from './harness.ts';
 
 const SHAPE = { layers: 12, d: 768, heads: 12, vocab: 50257, batch: 16, seq: 128 };
 
-function gpt2Small(threads: number): TransformerModel {
-  const raw = { model_type: 'gpt2', n_embd: SHAPE.d, n_layer: SHAPE.layers, n_head: SHAPE.heads, n_positions: 1024, vocab_size: SHAPE.vocab, activation_function: 'gelu_new', n_inner: null };
-  const cfg = parseModelConfig(raw, '(bench)');
-  const store = new WeightStore();
-  const rng = new Rng(0);
-  for (const t of expectedTensors(cfg)) {
-    if (t.tiedTo) continue;
-    const n = t.shape.reduce((a, b) => a * b, 1);
-    const data = new Float32Array(n);
-    if (/ln_.*weight$/.test(t.name)) data.fill(1);
-    else if (!t.name.endsWith('.bias')) for (let i = 0; i < n; i++) data[i] = rng.normal() * 0.02;
-    store.set(t.name, t.shape, data);
-  }
-  return TransformerModel.fromWeights(raw, store, null, { threads });
-}
 
 function lmRequest(): LossRequest {
   const rng = new Rng(1);
