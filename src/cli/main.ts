@@ -12,7 +12,7 @@ configureRuntimeFromEnv();
 const program = new Command();
 program
   .name('lmtune')
-  .description('Fine-tune language models on a CPU: backprop and MeZO (full, LoRA, prefix), SDE scaling rules and SVAG, TinT.')
+  .description('Fine-tune language models on a CPU: backprop, MeZO and other zeroth-order methods (full, LoRA, prefix), LESS data selection, eNTK kernels, conditional-mean features and probes, SDE scaling rules and SVAG, TinT; a browser page and a runs dashboard (serve); jobs on a Redis queue (worker, queue).')
   .option('--debug', 'print stack traces for errors')
   .showHelpAfterError();
 registerAll(program);
