@@ -14,7 +14,7 @@ import type { Executable, FeedArray, Feeds, OutputTensor } from './executor.ts';
 import { fmtType, numel } from './types.ts';
 
 export interface OrtOptions {
-  /** intra-op threads; default: `configureOrt`'s, else all cores */
+  /** intra-op threads; default: `configureOrt`'s, else onnxruntime's (all cores) */
   threads?: number;
 }
 
@@ -47,9 +47,9 @@ function remember(key: string, bytes: Uint8Array, p: Promise<ort.InferenceSessio
   if (sessions.size > MAX_SESSIONS) sessions.delete(sessions.keys().next().value as string);
 }
 
+/** intra-op threads when a compile names none: `configureOrt`'s, else 0, onnxruntime's own default (all cores) */
 export function defaultThreads(): number {
-  const hw = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency;
-  return settings.threads ?? hw ?? 1;
+  return settings.threads ?? 0;
 }
 
 /** FNV-1a over the bytes in two 32-bit lanes: a cache key; a hit is confirmed by comparing the bytes */
