@@ -109,6 +109,22 @@ function schedule(cfg: TrainConfig): Schedule {
 }
 
 /** keeps only lines whose `step` is at most `step` (after a resume) */
+/** the step-0 and last evaluations of a run's eval.jsonl (a run resumed with no step left to take) */
+function loggedEvals(path: string, lastStep: number): { initialEval: EvalEvent | null; finalEval: EvalEvent | null } {
+  const evs = existsSync(path)
+    ? readFileSync(path, 'utf8')
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .map((l) => JSON.parse(l) as EvalEvent)
+    : [];
+  return { initialEval: evs.find((e) => e.step === 0) ?? null, finalEval: evs.find((e) => e.step === lastStep) ?? null };
+}
+
+function loggedLastLoss(path: string): number {
+  const lines = existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter((l) => l.trim() !== '') : [];
+  return lines.length ? (JSON.parse(lines[lines.length - 1]!) as { loss: number }).loss : Number.NaN;
+}
+
 function truncateJsonl(path: string, step: number): void {
   if (!existsSync(path)) return;
   const keep = readFileSync(path, 'utf8')
@@ -265,7 +281,8 @@ export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks 
     const ck = readCheckpoint(join(runDir, 'checkpoint'), cfg.maxSteps);
     if (ck) {
       const statePath = join(runDir, 'checkpoint', 'state.json');
-      if (ck.state.step >= cfg.maxSteps) {
+      // the last checkpoint is written before final/ and summary.json: only a run with its summary is finished
+      if (ck.state.step >= cfg.maxSteps && existsSync(join(runDir, 'summary.json'))) {
         throw new LmtuneError('CONFIG', `${runDir}: the run is finished (step ${ck.state.step} of ${cfg.maxSteps}); there is nothing to resume`, `its results are in ${join(runDir, 'summary.json')}; to train further, start a new run from ${join(runDir, 'final')}`);
       }
       if (ck.state.data.cursor >= trainSet.length) {
@@ -321,9 +338,13 @@ export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks 
   };
 
   if (state.step === 0 && cfg.evalEvery > 0) initialEval = await runEval(0);
+  if (resume && state.step >= cfg.maxSteps) {
+    // killed after the last checkpoint, before the summary: every step and evaluation is logged; finish
+    ({ initialEval, finalEval } = loggedEvals(join(runDir, 'eval.jsonl'), cfg.maxSteps));
+  }
   const startStep = state.step;
   const tStart = performance.now();
-  let lastLoss = Number.NaN;
+  let lastLoss = resume && state.step >= cfg.maxSteps ? loggedLastLoss(join(runDir, 'log.jsonl')) : Number.NaN;
   for (let step = state.step; step < cfg.maxSteps; step++) {
     const lr = lrAt(sched, step);
     const r = await stepper.step(nextBatch, step, lr);
