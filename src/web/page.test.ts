@@ -20,6 +20,7 @@ import { MemoryFolder } from '../util/folder.ts';
 import { asLanguageModel, loadTransformer } from '../models/index.ts';
 import { runEvaluation } from '../tasks/index.ts';
 import { DEFAULT_SETTINGS, TuneSession } from './session.ts';
+import { openPage as openPageAt, stateOf, until, type PageState } from './page.test-util.ts';
 
 const SKIP = CHROMIUM_SKIP;
 const MODEL = EMBEDDED_MODEL;
@@ -43,44 +44,7 @@ after(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-interface PageState {
-  ready: boolean;
-  busy: string;
-  model: { label: string; family: string; params: number; weightBytes: number; files: string[] } | null;
-  data: Record<string, { n: number }>;
-  steps: { step: number; loss: number }[];
-  evals: { step: number; accuracy: number; devLoss: number; n: number }[];
-  errors: { during: string; message: string }[];
-  trained: { steps: number } | null;
-  files: string[] | null;
-  paused?: boolean;
-}
-
-async function openPage(): Promise<{ page: Page; errors: string[] }> {
-  const page = await browser!.newPage({ viewport: { width: 1200, height: 1400 }, acceptDownloads: true });
-  const errors: string[] = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(m.text());
-  });
-  page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(server!.tuneUrl);
-  await until(page, 'the worker', (s) => s.ready, 20_000);
-  return { page, errors };
-}
-
-const stateOf = (page: Page): Promise<PageState> => page.evaluate(() => JSON.parse(JSON.stringify((globalThis as unknown as { lmtuneTune: unknown }).lmtuneTune)) as PageState);
-
-/** waits for the page's state to satisfy `ok`; a message shown on the page fails the wait, beyond the `expectedErrors` */
-async function until(page: Page, what: string, ok: (s: PageState) => boolean, timeoutMs: number, expectedErrors = 0): Promise<PageState> {
-  const t0 = Date.now();
-  for (;;) {
-    const s = await stateOf(page);
-    if (ok(s)) return s;
-    if (s.errors.length > expectedErrors) throw new Error(`waiting for ${what}, the page shows: ${JSON.stringify(s.errors)}`);
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what} (steps ${s.steps.length}, busy "${s.busy}")`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const openPage = (): Promise<{ page: Page; errors: string[] }> => openPageAt(browser!, server!.tuneUrl);
 
 test('without --runs, serve redirects / to the page, sent cross-origin isolated', { skip: SKIP }, async () => {
   const root = await fetch(server!.url, { redirect: 'manual' });
@@ -109,7 +73,7 @@ test('without --runs, serve redirects / to the page, sent cross-origin isolated'
   }
 });
 
-test('the page fine-tunes the embedded model with MeZO-LoRA, and Node replays its trajectory to the same bits', { skip: SKIP, timeout: 60_000 }, async (t) => {
+test('the page fine-tunes the embedded model with MeZO-LoRA, and Node replays its trajectory to the same bits', { skip: SKIP, timeout: 90_000 }, async (t) => {
   const { page, errors } = await openPage();
   assert.equal(await page.evaluate(() => (globalThis as unknown as { crossOriginIsolated: boolean }).crossOriginIsolated), true, 'the page is cross-origin isolated (threaded wasm)');
   await page.click('#load-embedded');
@@ -164,7 +128,7 @@ test('the page fine-tunes the embedded model with MeZO-LoRA, and Node replays it
 
   await page.click('#download');
   const names = (await until(page, 'the downloads', (s) => s.files !== null, 10_000)).files!;
-  assert.deepEqual([...names].sort(), ['adapter_config.json', 'adapter_model.safetensors', 'initial_adapter_model.safetensors', 'trajectory.jsonl']);
+  assert.deepEqual([...names].sort(), ['adapter_config.json', 'adapter_model.safetensors', 'initial_adapter_model.safetensors', 'run.tar', 'trajectory.jsonl']);
   const got = join(tmp, 'downloads');
   mkdirSync(got);
   for (const n of names) {
@@ -266,7 +230,7 @@ test('npm run build:web: the static files work under a plain static server with 
   }
 });
 
-test('bad input in the page: a visible message naming what and where, no console error', { skip: SKIP, timeout: 30_000 }, async () => {
+test('bad input in the page: a visible message naming what and where, no console error', { skip: SKIP, timeout: 60_000 }, async () => {
   const { page, errors } = await openPage();
   // the parameter count the CLI's loader finds in the same folder
   const loadedParams = (await loadTransformer(MODEL, { threads: 1 })).weights.numParams();
@@ -301,6 +265,29 @@ test('bad input in the page: a visible message naming what and where, no console
   const row = await shown('a malformed data row', 3);
   assert.match(row, /^mine\.jsonl:2: /);
   assert.equal((await stateOf(page)).data.train, undefined, 'the bad file was not taken');
+
+  // a tokenizer from another model: more token ids than the embedding has rows
+  const mismatch = join(tmp, 'other-tokenizer');
+  mkdirSync(mismatch);
+  for (const f of ['config.json', 'merges.txt', 'model.safetensors']) copyFileSync(join(MODEL, f), join(mismatch, f));
+  const rows = (JSON.parse(readFileSync(join(MODEL, 'config.json'), 'utf8')) as { vocab_size: number }).vocab_size;
+  const vocab = JSON.parse(readFileSync(join(MODEL, 'vocab.json'), 'utf8')) as Record<string, number>;
+  for (let i = 0; i < 300; i++) vocab[`zzextra${i}`] = rows + i;
+  writeFileSync(join(mismatch, 'vocab.json'), JSON.stringify(vocab));
+  await page.setInputFiles('#model-folder', mismatch);
+  const tok = await shown('a tokenizer that does not match', 4);
+  assert.match(tok, new RegExp(`^other-tokenizer: the tokenizer has ${rows + 300} token ids but the model's embedding has ${rows} rows`));
+
+  // a model too big for the tab: refused from its config.json, before its weights are read
+  const huge = join(tmp, 'llama-7b');
+  mkdirSync(huge);
+  writeFileSync(join(huge, 'config.json'), JSON.stringify({ model_type: 'llama', hidden_size: 4096, intermediate_size: 11008, num_hidden_layers: 32, num_attention_heads: 32, vocab_size: 32000 }));
+  copyFileSync(join(MODEL, 'model.safetensors'), join(huge, 'model.safetensors'));
+  await page.setInputFiles('#model-folder', huge);
+  const big = await shown('a model too big for the tab', 5);
+  assert.match(big, /^llama-7b: a llama model of about 6\.7B parameters \(config\.json: 32 layers, hidden size 4096, vocabulary 32000\) needs 25 GB for its float32 weights, more than onnxruntime's wasm heap can hold/);
+  const after = await stateOf(page);
+  assert.equal(after.model!.label, 'tiny-english-lm', 'the loaded model stays');
   await page.screenshot({ path: join(SHOTS, 'tune-bad-input.png'), fullPage: true });
   assert.deepEqual(errors, [], 'console errors');
   await page.close();

@@ -7,7 +7,8 @@ import * as ort from '#onnxruntime';
 import { LmtuneError } from '../util/errors.ts';
 import { MemoryFolder } from '../util/folder.ts';
 import { configureOrt } from '../engine/ort.ts';
-import { TuneSession } from './session.ts';
+import { checkModelFits, TuneSession, type TrainHooks } from './session.ts';
+import { tarFolder } from './tar.ts';
 import { EMBEDDED_DATA, EMBEDDED_MODEL, type Reply, type Request } from './protocol.ts';
 
 interface WorkerScope {
@@ -67,32 +68,76 @@ async function fetchText(rel: string): Promise<string> {
 }
 
 const toBuffer = (b: Uint8Array): ArrayBuffer => b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
+const toMap = (files: Record<string, ArrayBuffer>): Map<string, Uint8Array> => new Map(Object.entries(files).map(([k, v]) => [k, new Uint8Array(v)] as const));
+
+/** what a run's steps report, and where pause and stop act */
+function runHooks(): TrainHooks {
+  control.paused = false;
+  control.stop = false;
+  return {
+    onStep: (event) => {
+      post({ type: 'step', event });
+      postMemory();
+    },
+    onEval: (ev) => post({ type: 'eval', eval: ev }),
+    between: async () => {
+      // a macrotask turn, so pause/stop messages are delivered between steps
+      await new Promise((r) => setTimeout(r, 0));
+      while (control.paused && !control.stop) await new Promise<void>((r) => (control.resume = r));
+      return control.stop ? 'stop' : 'go';
+    },
+  };
+}
 
 async function handle(req: Request): Promise<void> {
   switch (req.type) {
     case 'load-embedded-model': {
       const files = new Map<string, Uint8Array>();
       for (const f of EMBEDDED_MODEL.files) files.set(f, await fetchBytes(`${EMBEDDED_MODEL.dir}/${f}`));
-      post({ type: 'model', info: await session.loadModel(new MemoryFolder(EMBEDDED_MODEL.label, files)) });
+      // the name a run's config.json gives it: the model's folder in the lmtune source tree
+      post({ type: 'model', info: await session.loadModel(new MemoryFolder(EMBEDDED_MODEL.label, files), undefined, EMBEDDED_MODEL.dir) });
       return;
     }
-    case 'load-model': {
-      const files = new Map(Object.entries(req.files).map(([k, v]) => [k, new Uint8Array(v)] as const));
-      post({ type: 'model', info: await session.loadModel(new MemoryFolder(req.label, files)) });
+    case 'check-model': {
+      const fits = checkModelFits(req.label, req.config, req.budgetBytes);
+      post({ type: 'model-fits', label: req.label, ...fits });
+      return;
+    }
+    case 'load-model':
+      post({ type: 'model', info: await session.loadModel(new MemoryFolder(req.label, toMap(req.files))) });
+      return;
+    case 'set-task':
+      session.setTask(req.name);
+      post({ type: 'task', name: session.task.name, labels: [...session.task.labelWords] });
+      return;
+    case 'load-run': {
+      const info = session.loadRun(req.label, toMap(req.files));
+      post({ type: 'task', name: session.task.name, labels: [...session.task.labelWords] });
+      post({ type: 'run', info });
+      return;
+    }
+    case 'continue': {
+      const steps = await session.continueRun(runHooks());
+      post({ type: 'trained', steps, stopped: control.stop });
       return;
     }
     case 'load-embedded-data': {
+      // the demo files are SST-2's
+      if (session.task.name !== 'sst2') {
+        session.setTask('sst2');
+        post({ type: 'task', name: 'sst2', labels: [...session.task.labelWords] });
+      }
       for (const which of ['train', 'dev'] as const) {
         const name = EMBEDDED_DATA[which];
         const ex = session.parseData(name, await fetchText(name));
-        session.setData(which, ex);
+        session.setData(which, ex, name);
         post({ type: 'data', which, name, n: ex.length });
       }
       return;
     }
     case 'load-data': {
       const ex = session.parseData(req.name, req.text);
-      session.setData(req.which, ex);
+      session.setData(req.which, ex, req.name);
       post({ type: 'data', which: req.which, name: req.name, n: ex.length });
       return;
     }
@@ -100,26 +145,14 @@ async function handle(req: Request): Promise<void> {
       post({ type: 'eval', eval: await session.evaluateDev(0, req.limit, 16, req.shots) });
       return;
     case 'train': {
-      control.paused = false;
-      control.stop = false;
-      const steps = await session.fineTune(req.settings, req.devLimit, {
-        onStep: (event) => {
-          post({ type: 'step', event });
-          postMemory();
-        },
-        onEval: (ev) => post({ type: 'eval', eval: ev }),
-        between: async () => {
-          // a macrotask turn, so pause/stop messages are delivered between steps
-          await new Promise((r) => setTimeout(r, 0));
-          while (control.paused && !control.stop) await new Promise<void>((r) => (control.resume = r));
-          return control.stop ? 'stop' : 'go';
-        },
-      });
+      const steps = await session.fineTune(req.settings, req.devLimit, runHooks());
       post({ type: 'trained', steps, stopped: steps < req.settings.steps });
       return;
     }
     case 'download': {
-      const files = Object.fromEntries(Object.entries(session.downloads()).map(([k, v]) => [k, toBuffer(v)]));
+      // the run folder as one archive (a page cannot write folders), for `lmtune train --resume`
+      const all = { ...session.downloads(), 'run.tar': tarFolder('lmtune-run', session.runFiles()) };
+      const files = Object.fromEntries(Object.entries(all).map(([k, v]) => [k, toBuffer(v)]));
       post({ type: 'files', files }, Object.values(files));
       return;
     }
@@ -162,4 +195,4 @@ scope.addEventListener('unhandledrejection', (e) => {
   fail('worker', e.reason);
 });
 
-post({ type: 'ready', threads, isolated });
+post({ type: 'ready', threads, isolated, tasks: TuneSession.tasks() });
