@@ -1,6 +1,6 @@
 /**
- * The element-wise passes of MeZO over tiles of parameters. One definition serves the training step,
- * the replay of a trajectory and the worker threads, so every path performs the same float operations
+ * The element-wise passes of MeZO over tiles of parameters. One definition serves the training step
+ * and the replay of a trajectory, so both perform the same float operations
  * in the same order and the results agree bit for bit.
  *
  * Per element (θ float32, z float64, every arithmetic in float64, ⌊·⌉ = round to float32):

@@ -12,7 +12,7 @@
  */
 import { LmtuneError } from '../util/errors.ts';
 import { sha256Hex } from '../util/sha256.ts';
-import { MezoOptimizer, type MezoConfig, type MezoStepResult, type MezoUpdate, type PassRunner } from './mezo.ts';
+import { MezoOptimizer, type MezoConfig, type MezoStepResult, type MezoUpdate } from './mezo.ts';
 import type { ParamList } from './types.ts';
 import { Z_GENERATOR, type ZDistribution } from './zstream.ts';
 
@@ -227,7 +227,7 @@ export function scanTrajectory(buf: Uint8Array, path: string): TrajectoryScan {
 }
 
 /** A MeZO optimizer configured as the header says, checking that `params` are the logged ones. */
-export function optimizerForTrajectory(params: ParamList, header: TrajectoryHeader, runner?: PassRunner): MezoOptimizer {
+export function optimizerForTrajectory(params: ParamList, header: TrajectoryHeader): MezoOptimizer {
   if (params.length !== header.params.length) {
     throw new LmtuneError('CHECKPOINT', `trajectory logs ${header.params.length} trainable tensors, the model has ${params.length}`, 'use the same model and --peft settings as the logged run');
   }
@@ -239,7 +239,7 @@ export function optimizerForTrajectory(params: ParamList, header: TrajectoryHead
   });
   const c = header.config;
   const noDecay = new Set(c.noDecay);
-  return new MezoOptimizer(params, { eps: c.eps, weightDecay: c.weightDecay, distribution: c.distribution, nSpsa: c.nSpsa, rule: c.rule, decayFilter: (n) => !noDecay.has(n) }, runner);
+  return new MezoOptimizer(params, { eps: c.eps, weightDecay: c.weightDecay, distribution: c.distribution, nSpsa: c.nSpsa, rule: c.rule, decayFilter: (n) => !noDecay.has(n) });
 }
 
 /**
@@ -250,14 +250,14 @@ export function optimizerForTrajectory(params: ParamList, header: TrajectoryHead
 export async function replayTrajectory(
   params: ParamList,
   trajectory: Trajectory,
-  opts: { runner?: PassRunner; optimizer?: MezoOptimizer; from?: number; to?: number; onStep?: (step: number) => void } = {},
+  opts: { optimizer?: MezoOptimizer; from?: number; to?: number; onStep?: (step: number) => void } = {},
 ): Promise<MezoOptimizer> {
   const src = trajectory.path ?? 'trajectory';
   const from = opts.from ?? 0;
   const to = opts.to ?? trajectory.records.length;
   let k = from;
   try {
-    const opt = opts.optimizer ?? optimizerForTrajectory(params, trajectory.header, opts.runner);
+    const opt = opts.optimizer ?? optimizerForTrajectory(params, trajectory.header);
     for (; k < to; k++) {
       const r = trajectory.records[k]!;
       await opt.replay(r);

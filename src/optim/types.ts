@@ -7,7 +7,7 @@
  */
 import { LmtuneError } from '../util/errors.ts';
 
-/** One trainable tensor. `data` may be backed by a SharedArrayBuffer (worker-parallel MeZO needs that). */
+/** One trainable tensor. */
 export interface NamedParam {
   readonly name: string;
   readonly data: Float32Array;
