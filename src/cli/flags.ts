@@ -5,7 +5,7 @@ export function num(flag: string, v: string | number | undefined, opts: { min?: 
   if (v === undefined) throw new LmtuneError('CONFIG', `${flag} is required`);
   const x = typeof v === 'number' ? v : Number(v.trim());
   if (typeof v === 'string' && v.trim() === '') throw new LmtuneError('CONFIG', `${flag}: empty value`);
-  if (!Number.isFinite(x)) throw new LmtuneError('CONFIG', `${flag} must be a number, got ${JSON.stringify(v)}`);
+  if (!Number.isFinite(x)) throw new LmtuneError('CONFIG', `${flag} expects a number, got ${JSON.stringify(v)}`);
   if (opts.int && !Number.isInteger(x)) throw new LmtuneError('CONFIG', `${flag} must be an integer, got ${v}`);
   if (opts.min !== undefined && x < opts.min) throw new LmtuneError('CONFIG', `${flag} must be >= ${opts.min}, got ${v}`);
   if (opts.max !== undefined && x > opts.max) throw new LmtuneError('CONFIG', `${flag} must be <= ${opts.max}, got ${v}`);
@@ -15,6 +15,26 @@ export function num(flag: string, v: string | number | undefined, opts: { min?: 
 export function oneOf<T extends string>(flag: string, v: string, choices: readonly T[]): T {
   if (!(choices as readonly string[]).includes(v)) throw new LmtuneError('CONFIG', `${flag} must be one of ${choices.join(', ')}; got '${v}'`);
   return v as T;
+}
+
+/** a value given under one of several spellings (`--eps-placement outside` or `outsideSqrt`) */
+export function pick<T extends string>(flag: string, v: string, table: Readonly<Record<string, T>>): T {
+  const out = Object.hasOwn(table, v) ? table[v] : undefined;
+  if (out === undefined) throw new LmtuneError('CONFIG', `${flag} must be one of ${Object.keys(table).join(', ')}; got '${v}'`);
+  return out;
+}
+
+/** a comma-separated list of numbers */
+export function numList(flag: string, v: string): number[] {
+  const parts = v.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (parts.length === 0) throw new LmtuneError('CONFIG', `${flag} expects a comma-separated list of numbers, got "${v}"`);
+  return parts.map((p) => num(flag, p));
+}
+
+/** a flag without a default; `why` says what to pass */
+export function required(flag: string, v: string | undefined, why: string): string {
+  if (v === undefined) throw new LmtuneError('CONFIG', `missing ${flag}`, why);
+  return v;
 }
 
 /** a progress line for long jobs: step/total, loss, steps/s, ETA; redrawn in place on a terminal */

@@ -5,6 +5,8 @@
  */
 import type { Command } from 'commander';
 import { diagnoseModel } from '../scaling/diagnose.ts';
+import { EPS_SPELLINGS, epsPlacement as epsPlacementOf, FIRST_ORDER_OPTIMIZERS, MOMENTUM_FORMS, optimizerDefaults } from '../optim/options.ts';
+import { num, numList, pick, required } from './flags.ts';
 import { LmtuneError } from '../util/errors.ts';
 import { atomicWrite } from '../node/fsx.ts';
 import {
@@ -66,30 +68,8 @@ interface SimulateFlags extends OptimizerFlags {
   json?: boolean;
 }
 
-const OPTIMIZERS: readonly OptimizerName[] = ['sgd', 'sgdm', 'rmsprop', 'adam', 'adamw'];
-
-function num(flag: string, v: string): number {
-  const x = v.trim() === '' ? Number.NaN : Number(v);
-  if (!Number.isFinite(x)) throw new LmtuneError('CONFIG', `${flag} expects a number, got "${v}"`);
-  return x;
-}
-
-function numList(flag: string, v: string): number[] {
-  const parts = v.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  if (parts.length === 0) throw new LmtuneError('CONFIG', `${flag} expects a comma-separated list of numbers, got "${v}"`);
-  return parts.map((p) => num(flag, p));
-}
-
-function required(flag: string, v: string | undefined, why: string): string {
-  if (v === undefined) throw new LmtuneError('CONFIG', `missing ${flag}`, why);
-  return v;
-}
-
-function choice<T extends string>(flag: string, v: string, table: Record<string, T>): T {
-  const out = table[v];
-  if (out === undefined) throw new LmtuneError('CONFIG', `${flag} must be one of ${Object.keys(table).join(', ')}; got "${v}"`);
-  return out;
-}
+/** the names, spellings and PyTorch defaults are the optimizer schema's (src/optim/options.ts) */
+const OPTIMIZERS: readonly OptimizerName[] = FIRST_ORDER_OPTIMIZERS;
 
 const WD_MODES: Record<string, WeightDecayMode> = {
   coupled: 'coupledL2',
@@ -100,8 +80,10 @@ const WD_MODES: Record<string, WeightDecayMode> = {
   absolute: 'decoupledAbsolute',
   decoupledAbsolute: 'decoupledAbsolute',
 };
-const EPS_PLACEMENTS: Record<string, EpsPlacement> = { outside: 'outsideSqrt', outsideSqrt: 'outsideSqrt', inside: 'insideSqrt', insideSqrt: 'insideSqrt' };
-const FORMS: Record<string, MomentumForm> = { pytorch: 'pytorch', ema: 'ema' };
+const EPS_PLACEMENTS: Readonly<Record<string, EpsPlacement>> = EPS_SPELLINGS;
+const FORMS: Record<string, MomentumForm> = Object.fromEntries(MOMENTUM_FORMS.map((f) => [f, f]));
+const ADAM = optimizerDefaults('adam');
+const RMSPROP = optimizerDefaults('rmsprop');
 const BETA_MAPS: Record<string, BetaMap> = { linear: 'linear', power: 'power' };
 const MOMENTUM_MAPS: Record<string, MomentumMap> = { keep: 'keep', power: 'power' };
 
@@ -145,10 +127,10 @@ export function optimizerConfigFromFlags(f: OptimizerFlags, defaultsUsed: string
     ...(f.warmupSteps !== undefined ? { warmupSteps: num('--warmup-steps', f.warmupSteps) } : {}),
     ...(f.milestones !== undefined ? { milestones: numList('--milestones', f.milestones) } : {}),
     ...(f.weightDecay !== undefined ? { weightDecay: num('--weight-decay', f.weightDecay) } : {}),
-    ...(f.wdMode !== undefined || f.weightDecay !== undefined ? { wdMode: f.wdMode !== undefined ? choice('--wd-mode', f.wdMode, WD_MODES) : defaultWdMode(optimizer) } : {}),
+    ...(f.wdMode !== undefined || f.weightDecay !== undefined ? { wdMode: f.wdMode !== undefined ? pick('--wd-mode', f.wdMode, WD_MODES) : defaultWdMode(optimizer) } : {}),
   };
   if (optimizer === 'adamw' && f.weightDecay === undefined) defaultsUsed.push('no --weight-decay: 0 assumed (PyTorch AdamW defaults to 0.01; pass it to have it translated)');
-  const epsPlacement = f.epsPlacement !== undefined ? choice('--eps-placement', f.epsPlacement, EPS_PLACEMENTS) : 'outsideSqrt';
+  const epsPlacement = f.epsPlacement !== undefined ? pick('--eps-placement', f.epsPlacement, EPS_PLACEMENTS) : epsPlacementOf(ADAM.epsMode);
   const eps = (dflt: number): number => {
     if (f.eps !== undefined) return num('--eps', f.eps);
     defaultsUsed.push(`--eps ${dflt} (PyTorch default)`);
@@ -158,7 +140,7 @@ export function optimizerConfigFromFlags(f: OptimizerFlags, defaultsUsed: string
     case 'sgd':
       return { optimizer, ...common };
     case 'sgdm': {
-      const form = f.momentumForm !== undefined ? choice('--momentum-form', f.momentumForm, FORMS) : 'pytorch';
+      const form = f.momentumForm !== undefined ? pick('--momentum-form', f.momentumForm, FORMS) : optimizerDefaults('sgdm').momentumForm;
       const momentum = num('--momentum', required('--momentum', f.momentum, 'SGDM needs its momentum β (e.g. --momentum 0.9).'));
       return {
         optimizer,
@@ -172,8 +154,9 @@ export function optimizerConfigFromFlags(f: OptimizerFlags, defaultsUsed: string
     case 'rmsprop': {
       if (f.beta2 !== undefined && f.alpha !== undefined) throw new LmtuneError('CONFIG', '--beta2 and --alpha name the same RMSprop coefficient; pass one');
       const raw = f.beta2 ?? f.alpha;
-      if (raw === undefined) defaultsUsed.push('--beta2 (alpha) 0.99 (PyTorch default)');
-      return { optimizer, ...common, beta2: raw !== undefined ? num(f.beta2 !== undefined ? '--beta2' : '--alpha', raw) : 0.99, eps: eps(1e-8), epsPlacement };
+      const alpha = RMSPROP.momentum;
+      if (raw === undefined) defaultsUsed.push(`--beta2 (alpha) ${alpha} (PyTorch default)`);
+      return { optimizer, ...common, beta2: raw !== undefined ? num(f.beta2 !== undefined ? '--beta2' : '--alpha', raw) : alpha, eps: eps(RMSPROP.eps), epsPlacement };
     }
     case 'adam':
     case 'adamw': {
@@ -182,15 +165,15 @@ export function optimizerConfigFromFlags(f: OptimizerFlags, defaultsUsed: string
         defaultsUsed.push(`${flag} ${dflt} (PyTorch default)`);
         return dflt;
       };
-      return { optimizer, ...common, beta1: beta('--beta1', f.beta1, 0.9), beta2: beta('--beta2', f.beta2, 0.999), eps: eps(1e-8), epsPlacement };
+      return { optimizer, ...common, beta1: beta('--beta1', f.beta1, ADAM.beta1 as number), beta2: beta('--beta2', f.beta2, ADAM.beta2 as number), eps: eps(ADAM.eps as number), epsPlacement };
     }
   }
 }
 
 function ruleOptions(f: { betaMap?: string; momentumMap?: string }): RuleOptions {
   const o: RuleOptions = {};
-  if (f.betaMap !== undefined) o.betaMap = choice('--beta-map', f.betaMap, BETA_MAPS);
-  if (f.momentumMap !== undefined) o.momentumMap = choice('--momentum-map', f.momentumMap, MOMENTUM_MAPS);
+  if (f.betaMap !== undefined) o.betaMap = pick('--beta-map', f.betaMap, BETA_MAPS);
+  if (f.momentumMap !== undefined) o.momentumMap = pick('--momentum-map', f.momentumMap, MOMENTUM_MAPS);
   return o;
 }
 
@@ -285,17 +268,17 @@ export function renderScaleResult(r: Record<string, unknown>): string {
 
 function addOptimizerOptions(cmd: Command): Command {
   return cmd
-    .option('--optimizer <name>', 'sgd | sgdm | rmsprop | adam | adamw')
+    .option('--optimizer <name>', OPTIMIZERS.join(' | '))
     .option('--lr <x>', 'learning rate at --batch (PyTorch γ for sgdm in pytorch form)')
     .option('--batch <n>', 'batch size the hyperparameters are for')
-    .option('--beta1 <x>', 'Adam β1 (default 0.9)')
-    .option('--beta2 <x>', 'Adam β2 (default 0.999) or RMSprop alpha (default 0.99)')
+    .option('--beta1 <x>', `Adam β1 (default ${ADAM.beta1})`)
+    .option('--beta2 <x>', `Adam β2 (default ${ADAM.beta2}) or RMSprop alpha (default ${RMSPROP.momentum})`)
     .option('--alpha <x>', 'RMSprop alpha (same as --beta2)')
     .option('--momentum <x>', 'SGDM momentum β')
     .option('--dampening <x>', 'SGDM dampening (pytorch form)')
     .option('--nesterov', 'SGDM with Nesterov momentum')
     .option('--momentum-form <form>', 'pytorch (b ← βb + g) | ema (m ← βm + (1−β)g)', undefined)
-    .option('--eps <x>', 'epsilon (default 1e-8)')
+    .option('--eps <x>', `epsilon (default ${ADAM.eps})`)
     .option('--eps-placement <where>', 'outside (√v + ε, PyTorch) | inside (√(v + ε))')
     .option('--weight-decay <x>', 'weight decay λ')
     .option('--wd-mode <mode>', 'coupled (L2 in the gradient) | decoupled (x ← x − lr·λ·x, AdamW) | absolute (x ← (1−λ)x)')

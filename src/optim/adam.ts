@@ -14,7 +14,8 @@ import { decayAllButBiasAndNorm } from './decay.ts';
 import { NamedState } from './state.ts';
 import { checkFiniteLr, checkGradShape, type DecayFilter, type GradMap, type Optimizer, type ParamList } from './types.ts';
 
-export type EpsMode = 'outside' | 'inside';
+import type { EpsMode } from './options.ts';
+export type { EpsMode };
 export type WeightDecayMode = 'coupled' | 'decoupled';
 
 export interface AdamOptions {

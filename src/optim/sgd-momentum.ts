@@ -16,7 +16,8 @@ import { decayAllButBiasAndNorm } from './decay.ts';
 import { NamedState } from './state.ts';
 import { checkFiniteLr, checkGradShape, type DecayFilter, type GradMap, type Optimizer, type ParamList } from './types.ts';
 
-export type MomentumForm = 'pytorch' | 'ema';
+import type { MomentumForm } from './options.ts';
+export type { MomentumForm };
 
 export interface SgdMomentumOptions {
   beta: number;

@@ -7,8 +7,11 @@
  * ignored number. Every field keeps the name the user's framework gives it (PyTorch unless noted).
  */
 import { LmtuneError } from '../util/errors.ts';
+import type { FirstOrderOptimizerName, MomentumForm } from '../optim/options.ts';
 
-export type OptimizerName = 'sgd' | 'sgdm' | 'rmsprop' | 'adam' | 'adamw';
+/** the first-order optimizers (the names of src/optim/options.ts; MeZO has no SDE rule here) */
+export type OptimizerName = FirstOrderOptimizerName;
+export type { MomentumForm };
 
 /**
  * How weight decay enters the update.
@@ -21,11 +24,11 @@ export type WeightDecayMode = 'coupledL2' | 'decoupledTimesLr' | 'decoupledAbsol
 /** `outsideSqrt`: g/(√v + ε) (PyTorch). `insideSqrt`: g/√(v + ε) (TF1 RMSProp, optax `eps_root`). */
 export type EpsPlacement = 'outsideSqrt' | 'insideSqrt';
 
-/**
- * `pytorch`: b ← βb + (1−d)g, x ← x − γb (torch.optim.SGD; its first step sets b = g, see docs/scaling.md).
- * `ema`: m ← βm + (1−β)g, x ← x − ηm. Identical iterates when η = γ(1−d)/(1−β) (without dampening).
+/*
+ * MomentumForm (src/optim/options.ts): `pytorch`: b ← βb + (1−d)g, x ← x − γb (torch.optim.SGD; its first
+ * step sets b = g, see docs/scaling.md). `ema`: m ← βm + (1−β)g, x ← x − ηm. Identical iterates when
+ * η = γ(1−d)/(1−β) (without dampening).
  */
-export type MomentumForm = 'pytorch' | 'ema';
 
 /** How a β is carried to a new batch size: `linear` 1 − κ(1−β) (the papers) or `power` β^κ. */
 export type BetaMap = 'linear' | 'power';

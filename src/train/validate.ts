@@ -5,9 +5,8 @@
  */
 import { LmtuneError } from '../util/errors.ts';
 import type { RunState } from './checkpoint.ts';
-import type { OptimizerSpec, TrainConfig } from './options.ts';
-import type { PeftSpec } from '../peft/spec.ts';
-import { ZO_METHODS } from '../optim/zo/registry.ts';
+import { runConfigSchema, type TrainConfig } from './options.ts';
+import { fieldIssues, fileIssueText } from '../util/fields.ts';
 
 type Obj = Record<string, unknown>;
 
@@ -51,79 +50,21 @@ class Checker {
   }
 }
 
-function optimizer(c: Checker, o: Obj): OptimizerSpec {
-  return {
-    name: c.oneOf(o, 'optimizer.name', ['sgd', 'sgdm', 'rmsprop', 'adam', 'adamw', 'mezo'] as const),
-    lr: c.num(o, 'optimizer.lr', 0),
-    weightDecay: c.num(o, 'optimizer.weightDecay', 0),
-    momentum: c.num(o, 'optimizer.momentum', 0, 1),
-    momentumForm: c.oneOf(o, 'optimizer.momentumForm', ['pytorch', 'ema'] as const),
-    nesterov: c.bool(o, 'optimizer.nesterov'),
-    beta1: c.num(o, 'optimizer.beta1', 0, 1),
-    beta2: c.num(o, 'optimizer.beta2', 0, 1),
-    eps: c.num(o, 'optimizer.eps', 0),
-    epsMode: c.oneOf(o, 'optimizer.epsMode', ['outside', 'inside'] as const),
-    zoEps: c.num(o, 'optimizer.zoEps', 0),
-    zoSamples: c.int(o, 'optimizer.zoSamples', 1, 1_000_000),
-    zoDistribution: c.oneOf(o, 'optimizer.zoDistribution', ['gaussian', 'rademacher'] as const),
-    zoRule: c.oneOf(o, 'optimizer.zoRule', ['sgd', 'momentum', 'adam'] as const),
-    zoObjective: c.oneOf(o, 'optimizer.zoObjective', ['ce', 'accuracy', 'f1'] as const),
-    ...(o['zoMethod'] !== undefined ? { zoMethod: c.oneOf(o, 'optimizer.zoMethod', ZO_METHODS) } : {}),
-  };
-}
-
-function peft(c: Checker, p: Obj): PeftSpec {
-  const kind = c.oneOf(p, 'peft.kind', ['full', 'lora', 'prefix'] as const);
-  if (kind === 'lora') {
-    const targets = p['targets'];
-    if (!Array.isArray(targets) || !targets.every((t) => typeof t === 'string')) c.fail('peft.targets', targets, 'a list of strings');
-    return { kind, rank: c.int(p, 'peft.rank', 1, 1 << 20), alpha: c.num(p, 'peft.alpha', 0), dropout: c.num(p, 'peft.dropout', 0, 1), targets: targets as string[] };
-  }
-  if (kind === 'prefix') return { kind, slots: c.int(p, 'peft.slots', 1, 1 << 20), initByRealActivations: c.bool(p, 'peft.initByRealActivations') };
-  if (p['only'] === undefined) return { kind };
-  const only = c.str(p, 'peft.only');
-  try {
-    new RegExp(only);
-  } catch {
-    c.fail('peft.only', only, 'a regular expression');
-  }
-  return { kind, only };
-}
-
-/** A run's config.json, checked key by key. */
+/**
+ * A run's config.json, checked key by key against the run schema (src/train/options.ts): the first
+ * failure names the file and the key (`"optimizer.lr" is -1, expected a finite number in [0, Infinity]`).
+ * Keys the schema does not know pass through unchanged (a newer lmtune's options).
+ */
 export function validateRunConfig(raw: unknown, file: string): TrainConfig {
-  const c = new Checker(file);
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new LmtuneError('CHECKPOINT', `${file}: not a JSON object`);
-  const o = raw as Obj;
-  if (o['version'] !== 1) c.fail('version', o['version'], '1');
-  const maxSteps = c.int(o, 'maxSteps', 1);
-  // keys this validator does not know (options added by task modules) pass through unchanged
-  return {
-    ...(o as Partial<TrainConfig>),
-    version: 1,
-    model: c.str(o, 'model'),
-    task: c.str(o, 'task'),
-    data: c.str(o, 'data'),
-    dev: c.nullable(o, 'dev', () => c.str(o, 'dev')),
-    numTrain: c.nullable(o, 'numTrain', () => c.int(o, 'numTrain', 1)),
-    numDev: c.int(o, 'numDev', 0),
-    devLimit: c.int(o, 'devLimit', 1),
-    optimizer: optimizer(c, c.obj(o, 'optimizer')),
-    schedule: c.oneOf(o, 'schedule', ['constant', 'linear', 'cosine'] as const),
-    warmupSteps: c.int(o, 'warmupSteps', 0, maxSteps),
-    maxSteps,
-    batchSize: c.int(o, 'batchSize', 1, 1 << 24),
-    gradAccum: c.int(o, 'gradAccum', 1, 1 << 24),
-    clipNorm: c.nullable(o, 'clipNorm', () => c.num(o, 'clipNorm', 0)),
-    evalEvery: c.int(o, 'evalEvery', 0),
-    saveEvery: c.int(o, 'saveEvery', 1),
-    seed: c.int(o, 'seed', 0),
-    peft: peft(c, c.obj(o, 'peft')),
-    objective: c.oneOf(o, 'objective', ['auto', 'classification', 'lm', 'mask'] as const),
-    svag: c.num(o, 'svag', 1, 1 << 20),
-    maxLength: c.nullable(o, 'maxLength', () => c.int(o, 'maxLength', 8)),
-    threads: c.nullable(o, 'threads', () => c.int(o, 'threads', 1, 4096)),
-  };
+  const r = runConfigSchema.safeParse(raw, { reportInput: true });
+  if (!r.success) {
+    // the version, then the run length (which bounds the warmup), then the schema's order: as read before
+    const issues = fieldIssues(r.error);
+    const first = issues.find((i) => i.path === 'version') ?? issues.find((i) => i.path === 'maxSteps') ?? issues[0]!;
+    throw new LmtuneError('CHECKPOINT', fileIssueText(file, first), 'the run folder was edited or is damaged; restore it or start a new run with --out');
+  }
+  return { ...(raw as Partial<TrainConfig>), ...r.data };
 }
 
 /** A checkpoint's state.json, checked against the run it resumes (`maxSteps`). */

@@ -6,6 +6,7 @@
  */
 import { LmtuneError } from '../../util/errors.ts';
 import { MezoOptimizer, type MezoRule } from '../mezo.ts';
+import type { ZoRule } from '../options.ts';
 import type { ParamList } from '../types.ts';
 import { spsaSampleSeed } from '../zstream.ts';
 import type { ZoMethod, ZoRecord, ZoSettings, ZoStepResult } from './method.ts';
@@ -14,7 +15,7 @@ export class MezoRuleMethod implements ZoMethod {
   readonly opt: MezoOptimizer;
 
   constructor(
-    readonly name: 'sgd' | 'momentum' | 'adam',
+    readonly name: ZoRule,
     readonly params: ParamList,
     private readonly s: ZoSettings,
   ) {
