@@ -22,7 +22,7 @@ import { clipGradNorm } from '../optim/clip.ts';
 import { decayAllButBiasAndNorm } from '../optim/decay.ts';
 import { mergesText, trainBpe, wordCounts, END_OF_TEXT } from './bpe.ts';
 import { defaultSources, readCorpus, type CorpusSource } from './corpus.ts';
-import { addQuadWeights, foldedCheckpoint, quadLossAndGrads, QUAD_PHI } from './quad.ts';
+import { addQuadWeights, quadLossAndGrads, saveQuadModel, QUAD_PHI } from './quad.ts';
 
 export interface PretrainOptions {
   out: string;
@@ -169,10 +169,9 @@ export async function pretrain(o: PretrainOptions, hooks: PretrainHooks = {}): P
     held += (await evaluate(request(heldIds, starts))).loss * starts.length;
     n += starts.length;
   }
-  if (quad) {
-    const folded = foldedCheckpoint(model);
-    TransformerModel.fromWeights(folded.raw, folded.weights, tok).save(o.out);
-  } else model.save(o.out);
+  // a Quad model saves folded (a plain untied GPT-2) plus A and Φ apart, for `lmtune train --objective quad`
+  if (quad) saveQuadModel(model, o.out, o.quadFixedPhi?.from ?? null);
+  else model.save(o.out);
   atomicWrite(join(o.out, 'pretrain_log.jsonl'), log.join('\n') + '\n');
   const summary = { trainLoss: ema, heldOutLoss: held / Math.max(1, n), params: model.weights.numParams(), tokens: trainIds.length };
   atomicWrite(join(o.out, 'pretrain_summary.json'), stableStringify({ ...summary, options: { ...o, out: undefined, shared: undefined, threads: undefined, sources: o.sources?.map((c) => c.name), quadFixedPhi: o.quadFixedPhi?.from } }));

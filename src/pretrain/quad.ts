@@ -16,17 +16,25 @@
  * model (its logits are Φh); the features `lmtune features --kind f` returns are then f = the final
  * norm's output, of which the Quad features h = A·f are an invertible linear map (the same linear probes).
  */
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { LmtuneError } from '../util/errors.ts';
 import { readJson } from '../node/fsx.ts';
+import { readSafetensors, writeSafetensors } from '../node/safetensors-file.ts';
 import { loadTransformer } from '../models/index.ts';
 import { grad, toFloat64, type Graph, type Value } from '../engine/index.ts';
 import type { WeightStore } from '../models/weights.ts';
-import type { TransformerModel, Targets } from '../models/model.ts';
+import { TransformerModel, type Targets } from '../models/model.ts';
 import type { PackedBatch } from '../models/batch.ts';
 
 export const QUAD_DENSE = 'quad.dense.weight';
 export const QUAD_PHI = 'quad.phi.weight';
+/**
+ * A and Φ as trained, saved next to the folded checkpoint: the folded head Φ·A keeps the model's
+ * function but not its parameterization (Φ and A apart, and whether Φ was fixed), which
+ * `lmtune train --objective quad` needs to continue the same model rather than a re-factored one.
+ */
+export const QUAD_FILE = 'quad.safetensors';
 
 /**
  * The loss graph on feature rows f [K, E] with targets `labels` [K] (i64), averaged over the K tokens.
@@ -192,4 +200,42 @@ export async function loadQuadPhi(dir: string): Promise<{ from: string; shape: r
   if (m.cfg.family !== 'gpt2') throw new LmtuneError('UNSUPPORTED', `--quad-phi-from ${dir}: a ${m.cfg.family} model; lmtune pretrains GPT-2 models, whose Φ must come from a GPT-2 model`);
   const t = m.weights.has('lm_head.weight') ? m.weights.get('lm_head.weight') : m.weights.get('transformer.wte.weight');
   return { from: dir, shape: t.shape, data: t.data, vocab: readJson<Record<string, number>>(join(dir, 'vocab.json'), `--quad-phi-from ${dir} vocabulary`) };
+}
+
+/** the unfolded Quad weights of a model folder (`QUAD_FILE`), or null for a folder without one */
+export interface QuadFile {
+  dense: { shape: readonly number[]; data: Float32Array };
+  phi: { shape: readonly number[]; data: Float32Array };
+  /** the folder Φ was fixed to at pretraining (`--quad-phi-from`), or null for a learned Φ */
+  phiFixedFrom: string | null;
+}
+
+/** writes `QUAD_FILE` into `dir` from a model that carries the quad.* weights */
+export function writeQuadFile(dir: string, model: TransformerModel, phiFixedFrom: string | null): void {
+  const t = (n: string) => ({ shape: model.weights.get(n).shape, data: model.weights.get(n).data });
+  writeSafetensors(join(dir, QUAD_FILE), new Map([[QUAD_DENSE, t(QUAD_DENSE)], [QUAD_PHI, t(QUAD_PHI)]]), { format: 'pt', lmtune: 'quad', phi: phiFixedFrom === null ? 'learned' : 'fixed', ...(phiFixedFrom === null ? {} : { phi_from: phiFixedFrom }) });
+}
+
+export function readQuadFile(dir: string): QuadFile | null {
+  const path = join(dir, QUAD_FILE);
+  if (!existsSync(path)) return null;
+  const { header, tensors } = readSafetensors(path);
+  const get = (n: string) => {
+    const t = tensors.get(n);
+    if (!t) throw new LmtuneError('CHECKPOINT', `${path}: no tensor '${n}'`, `a ${QUAD_FILE} holds ${QUAD_DENSE} and ${QUAD_PHI}, as lmtune pretrain --objective quad writes it`);
+    return { shape: t.shape, data: t.data };
+  };
+  const phi = header.metadata['phi'];
+  if (phi !== 'learned' && phi !== 'fixed') throw new LmtuneError('CHECKPOINT', `${path}: metadata "phi" is ${JSON.stringify(phi)}, expected "learned" or "fixed"`);
+  return { dense: get(QUAD_DENSE), phi: get(QUAD_PHI), phiFixedFrom: phi === 'fixed' ? (header.metadata['phi_from'] ?? '(unknown)') : null };
+}
+
+/**
+ * writes a Quad model folder into `dir` (empty): the folded plain checkpoint (loads and runs like any other),
+ * `QUAD_FILE`, and the tokenizer files from `tokenizerFrom` when given
+ */
+export function saveQuadModel(model: TransformerModel, dir: string, phiFixedFrom: string | null): void {
+  const folded = foldedCheckpoint(model);
+  TransformerModel.fromWeights(folded.raw, folded.weights, model.tokenizer).save(dir);
+  writeQuadFile(dir, model, phiFixedFrom);
 }

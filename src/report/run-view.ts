@@ -32,7 +32,8 @@ export interface RunResults {
   lastLoss: number | null;
   zeroShot: EvalRecord | null;
   last: EvalRecord | null;
-  /** the first evaluation with the highest value, as the training loop keeps best/ */
+  /** the first evaluation with the best value, as the training loop keeps best/: the highest, or the
+   *  lowest for a metric named as a loss (`quad_loss` of `train --objective quad`) */
   best: EvalRecord | null;
   metric: string | null;
 }
@@ -40,7 +41,8 @@ export interface RunResults {
 export function runResults(log: readonly LogRecord[], evalRows: readonly LogRecord[]): RunResults {
   const evals = evalRecords(evalRows);
   let best: EvalRecord | null = null;
-  for (const e of evals) if (best === null || e.value > best.value) best = e;
+  const lowerIsBetter = evals.length > 0 && /(^|_)loss$/.test(evals[0]!.metric);
+  for (const e of evals) if (best === null || (lowerIsBetter ? e.value < best.value : e.value > best.value)) best = e;
   const lastRow = log.length ? log[log.length - 1]! : null;
   return {
     steps: lastRow ? num(lastRow, 'step') : 0,

@@ -17,7 +17,7 @@ export function methodName(cfg: TrainConfig): string {
   const opt = o.name === 'mezo' ? `MeZO (${o.zoRule === 'sgd' ? 'ZO-SGD' : o.zoRule === 'momentum' ? 'ZO-momentum' : 'ZO-Adam'})` : o.name;
   const p = cfg.peft;
   const peft = p.kind === 'lora' ? `LoRA r=${p.rank} α=${p.alpha}` : p.kind === 'prefix' ? `prefix (${p.slots} slots)` : p.only ? `full (only /${p.only}/)` : 'full';
-  return `${opt} · ${peft}${cfg.svag !== 1 ? ` · SVAG ℓ=${cfg.svag}` : ''}`;
+  return `${opt} · ${peft}${cfg.svag !== 1 ? ` · SVAG ℓ=${cfg.svag}` : ''}${cfg.objective === 'quad' ? ' · Quad objective' : ''}`;
 }
 
 /** train, mezo or svag: how the dashboard groups runs */
@@ -133,6 +133,7 @@ export function trainCommand(cfg: TrainConfig, outDir: string): string {
     add('--prefix-init', p.initByRealActivations ? 'real' : 'random', 'real');
   }
   add('--objective', cfg.objective, 'auto');
+  if (cfg.quadPhiFrom) add('--quad-phi-from', cfg.quadPhiFrom);
   add('--svag', cfg.svag, 1);
   if (cfg.maxLength !== null) add('--max-length', cfg.maxLength);
   if (cfg.threads !== null) add('--threads', cfg.threads);
