@@ -21,7 +21,7 @@ import { checkAdamCoefs, type AdamCoefs, type EpsMode, type WeightDecayMode } fr
 import { decayAllButBiasAndNorm } from './decay.ts';
 import { partition, runPass, Scratch, type PassContext, type PassOp, type RuleOp } from './mezo-kernels.ts';
 import { checkMomentumCoefs, momentumSlot, type MomentumCoefs, type MomentumForm } from './sgd-momentum.ts';
-import { NamedState, type Allocate } from './state.ts';
+import { NamedState } from './state.ts';
 import { checkFiniteLr, type DecayFilter, type ParamList } from './types.ts';
 import { spsaSampleSeed, type ZDistribution } from './zstream.ts';
 
@@ -50,6 +50,12 @@ export interface MezoSample {
   lossMinus: number;
 }
 
+/**
+ * Data-parallel MeZO: this process's samples (on its share of the batch) → the whole batch's, same
+ * seeds in the same order. Every replica must get the same numbers back (bit for bit) to stay identical.
+ */
+export type MezoCombine = (samples: readonly MezoSample[]) => Promise<MezoSample[]>;
+
 export interface MezoStepResult {
   /** mean of the samples' projected gradients */
   projectedGrad: number;
@@ -69,12 +75,11 @@ export interface MezoUpdate {
   distribution: ZDistribution;
 }
 
-/** Runs a pass over all parameters: in this thread, or split across worker threads (perturb-pool.ts). */
-export interface PassRunner {
-  run(op: PassOp, ctx: PassContext): Promise<void>;
-}
-
-export class LocalPassRunner implements PassRunner {
+/**
+ * Runs a pass over all parameters, tile by tile, in this thread. (A worker-thread runner that split the
+ * tiles over threads was measured slower than this on the 2-core machine and removed: docs/optim.md.)
+ */
+export class LocalPassRunner {
   private readonly scratch = new Scratch();
   run(op: PassOp, ctx: PassContext): Promise<void> {
     runPass(op, ctx, partition(ctx.xs.map((x) => x.length), 1)[0]!, this.scratch);
@@ -108,10 +113,6 @@ function ruleOp(rule: MezoRule): { op: RuleOp; slots: string[] } {
   throw new LmtuneError('CONFIG', `unknown MeZO update rule "${(rule as { kind: string }).kind}" (expected sgd, momentum or adam)`);
 }
 
-function sharedAllocate(n: number): Float32Array {
-  return new Float32Array(new SharedArrayBuffer(4 * n));
-}
-
 export class MezoOptimizer {
   readonly params: ParamList;
   readonly eps: number;
@@ -122,16 +123,15 @@ export class MezoOptimizer {
   private readonly decays: boolean[];
   private readonly ruleOp: RuleOp;
   private readonly state: NamedState;
-  private readonly runner: PassRunner;
+  private readonly runner = new LocalPassRunner();
 
-  constructor(params: ParamList, opts: MezoOptions, runner: PassRunner = new LocalPassRunner()) {
+  constructor(params: ParamList, opts: MezoOptions) {
     this.params = params;
     this.eps = opts.eps;
     this.weightDecay = opts.weightDecay ?? 0;
     this.distribution = opts.distribution ?? 'gaussian';
     this.nSpsa = opts.nSpsa ?? 1;
     this.rule = opts.rule ?? { kind: 'sgd' };
-    this.runner = runner;
     if (!(this.eps > 0 && Number.isFinite(this.eps))) throw new LmtuneError('CONFIG', `mezo: eps must be a finite number > 0, got ${this.eps}`, 'the reference uses 1e-3 (full), 1e-2 (LoRA), 1e-1 (prefix)');
     if (!(this.weightDecay >= 0)) throw new LmtuneError('CONFIG', `mezo: weight decay must be >= 0, got ${this.weightDecay}`);
     if (!Number.isInteger(this.nSpsa) || this.nSpsa < 1) throw new LmtuneError('CONFIG', `mezo: nSpsa must be an integer >= 1, got ${this.nSpsa}`);
@@ -147,9 +147,7 @@ export class MezoOptimizer {
     this.decays = params.map((p) => decays(p.name));
     const { op, slots } = ruleOp(this.rule);
     this.ruleOp = op;
-    const shared = params.some((p) => p.data.buffer instanceof SharedArrayBuffer);
-    const allocate: Allocate | undefined = shared ? sharedAllocate : undefined;
-    this.state = new NamedState(`mezo-${this.rule.kind}`, slots, allocate);
+    this.state = new NamedState(`mezo-${this.rule.kind}`, slots);
   }
 
   config(): MezoConfig {
@@ -186,13 +184,20 @@ export class MezoOptimizer {
    * (eval mode: no dropout); it is called 2n times. On a non-finite loss, or if `lossAt` throws, the
    * weights are moved back by the pending perturbation and the error is raised (LmtuneError NUMERIC for
    * NaN/Inf); the weights then equal θ up to the rounding of the perturbation adds.
+   *
+   * `combine` (data-parallel MeZO) receives this process's samples, measured on its share of the batch,
+   * and returns the samples of the whole batch (same seeds; the ranks' projected gradients and losses
+   * combined); the update and the result use those, so every replica that gets the same combination
+   * applies the same update. It is awaited after the last loss pass, with the weights still at θ − εz;
+   * if it throws, the weights are moved back as on a failed loss.
    */
-  async step(seed: number, lossAt: () => Promise<number>, lr: number): Promise<MezoStepResult> {
+  async step(seed: number, lossAt: () => Promise<number>, lr: number, combine?: MezoCombine): Promise<MezoStepResult> {
     checkFiniteLr(lr, 'mezo');
     const n = this.nSpsa;
     const eps = this.eps;
     const ctx = this.context(this.weightDecay);
     const samples: MezoSample[] = [];
+    let pending = 0; // the last sample's displacement (in units of εz), restored by the update pass
     for (let j = 0; j < n; j++) {
       const s = spsaSampleSeed(seed, j);
       let offset = 0; // current displacement in units of εz_j, undone on failure
@@ -214,10 +219,24 @@ export class MezoOptimizer {
           throw new LmtuneError('NUMERIC', `mezo: projected gradient is ${g} (l₊ = ${lossPlus}, l₋ = ${lossMinus}, seed ${s})`, 'lower the learning rate or eps');
         }
         samples.push({ seed: s, projectedGrad: g, lossPlus, lossMinus });
+        pending = offset;
       } catch (e) {
         if (offset !== 0) await this.add(ctx, s, -offset * eps);
         throw e;
       }
+    }
+    if (combine) {
+      let combined: MezoSample[];
+      try {
+        combined = await combine(samples);
+        if (combined.length !== n || combined.some((x, j) => x.seed !== samples[j]!.seed || !Number.isFinite(x.projectedGrad))) {
+          throw new LmtuneError('RUNTIME', `mezo: the combined samples do not match this step's seeds (${samples.map((x) => x.seed).join(', ')}) or are not finite`);
+        }
+      } catch (e) {
+        if (pending !== 0) await this.add(ctx, samples[n - 1]!.seed, -pending * eps);
+        throw e;
+      }
+      samples.splice(0, n, ...combined);
     }
     await this.update(ctx, samples.map((x) => x.seed), samples.map((x) => x.projectedGrad), lr, eps, false);
     const mean = (f: (x: MezoSample) => number): number => samples.reduce((a, x) => a + f(x), 0) / n;

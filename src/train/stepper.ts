@@ -11,14 +11,11 @@ import { existsSync } from 'node:fs';
 import { LmtuneError } from '../util/errors.ts';
 import type { LossRequest, TransformerModel } from '../models/model.ts';
 import type { GradMap, NamedParam, Optimizer } from '../optim/types.ts';
-import { Sgd } from '../optim/sgd.ts';
-import { SgdMomentum } from '../optim/sgd-momentum.ts';
-import { Rmsprop } from '../optim/rmsprop.ts';
-import { Adam } from '../optim/adam.ts';
+import { makeOptimizer, scalingConfig } from '../optim/options.ts';
 import { clipGradNorm, globalGradNorm } from '../optim/clip.ts';
 import { GradAccumulator } from '../optim/accumulate.ts';
-import { decayAllButBiasAndNorm, mezoReferenceDecayFilter } from '../optim/decay.ts';
-import { MezoOptimizer } from '../optim/mezo.ts';
+import { mezoReferenceDecayFilter } from '../optim/decay.ts';
+import { MezoOptimizer, type MezoSample } from '../optim/mezo.ts';
 import { mezoStepSeed } from '../optim/zstream.ts';
 import { stepRecord, trajectoryHeader } from '../optim/trajectory.ts';
 import { TrajectoryWriter } from '../node/trajectory-file.ts';
@@ -29,6 +26,7 @@ import { lossUnits, type Encoded } from './batches.ts';
 import type { GenerationEncoding } from '../tasks/index.ts';
 import { squadF1 } from '../tasks/metrics.ts';
 import { ZoMethodStepper } from './zo-stepper.ts';
+import { combineShares, shareValues, type DataParallel } from './data-parallel.ts';
 
 export type BatchRequest = LossRequest & { encodings?: readonly Encoded[] };
 
@@ -52,23 +50,6 @@ function trainableParams(model: TransformerModel): NamedParam[] {
   return model.trainableParams();
 }
 
-/** the scaling module's description of an optimizer spec (for SVAG translation and SDE time) */
-export function scalingConfig(o: OptimizerSpec, batch: number): OptimizerConfig {
-  switch (o.name) {
-    case 'sgd':
-      return { optimizer: 'sgd', lr: o.lr, batch, weightDecay: o.weightDecay };
-    case 'sgdm':
-      return { optimizer: 'sgdm', lr: o.lr, batch, momentum: o.momentum, form: o.momentumForm, nesterov: o.nesterov, weightDecay: o.weightDecay };
-    case 'rmsprop':
-      return { optimizer: 'rmsprop', lr: o.lr, batch, beta2: o.momentum, eps: o.eps, epsPlacement: o.epsMode === 'inside' ? 'insideSqrt' : 'outsideSqrt', weightDecay: o.weightDecay };
-    case 'adam':
-    case 'adamw':
-      return { optimizer: o.name, lr: o.lr, batch, beta1: o.beta1, beta2: o.beta2, eps: o.eps, epsPlacement: o.epsMode === 'inside' ? 'insideSqrt' : 'outsideSqrt', weightDecay: o.weightDecay, wdMode: o.name === 'adamw' ? 'decoupledTimesLr' : 'coupledL2' };
-    case 'mezo':
-      throw new LmtuneError('CONFIG', 'SVAG and SDE scaling do not apply to MeZO');
-  }
-}
-
 /** the optimizer spec after SVAG's translation (lr, β, ε), or unchanged for ℓ = 1 */
 export function svagSpec(o: OptimizerSpec, batch: number, ell: number): OptimizerSpec {
   if (ell === 1) return o;
@@ -80,24 +61,6 @@ export function svagSpec(o: OptimizerSpec, batch: number, ell: number): Optimize
     ...(t.optimizer === 'rmsprop' ? { momentum: t.beta2, eps: t.eps } : {}),
     ...(t.optimizer === 'sgdm' ? { momentum: t.momentum } : {}),
   };
-}
-
-export function makeOptimizer(o: OptimizerSpec): Optimizer {
-  const decayFilter = decayAllButBiasAndNorm;
-  switch (o.name) {
-    case 'sgd':
-      return new Sgd({ weightDecay: o.weightDecay, decayFilter });
-    case 'sgdm':
-      return new SgdMomentum({ beta: o.momentum, form: o.momentumForm, nesterov: o.nesterov, weightDecay: o.weightDecay, decayFilter });
-    case 'rmsprop':
-      return new Rmsprop({ alpha: o.momentum, eps: o.eps, weightDecay: o.weightDecay, decayFilter });
-    case 'adam':
-      return new Adam({ beta1: o.beta1, beta2: o.beta2, eps: o.eps, epsMode: o.epsMode, weightDecay: o.weightDecay, weightDecayMode: 'coupled', decayFilter });
-    case 'adamw':
-      return new Adam({ beta1: o.beta1, beta2: o.beta2, eps: o.eps, epsMode: o.epsMode, weightDecay: o.weightDecay, weightDecayMode: 'decoupled', decayFilter });
-    case 'mezo':
-      throw new LmtuneError('CONFIG', 'mezo is not a first-order optimizer');
-  }
 }
 
 class FirstOrderStepper implements Stepper {
@@ -192,6 +155,7 @@ class MezoStepper implements Stepper {
     private readonly cfg: TrainConfig,
     private readonly model: TransformerModel,
     runDir: string,
+    private readonly dp?: DataParallel,
   ) {
     const o = cfg.optimizer;
     // --zo-method sgd|momentum|adam names the same rules as --zo-rule
@@ -241,7 +205,12 @@ class MezoStepper implements Stepper {
   async step(next: () => BatchRequest, step: number, lr: number): Promise<StepResult> {
     if (!this.writer) this.writer = TrajectoryWriter.create(this.path, trajectoryHeader(this.opt));
     const req = next(); // one batch for both perturbations (and all n-SPSA samples)
-    const r = await this.opt.step(mezoStepSeed(this.cfg.seed, step), () => this.objective(req), lr);
+    const seed = mezoStepSeed(this.cfg.seed, step);
+    // data-parallel: `req` is this rank's share; the ranks' (units, g, l₊, l₋) are combined into the
+    // whole batch's before the update, identically on every rank (train/data-parallel.ts)
+    const dp = this.dp;
+    const combine = dp ? async (samples: readonly MezoSample[]) => combineShares(samples, await dp.exchange(step, seed, shareValues(lossUnits(req), samples))) : undefined;
+    const r = await this.opt.step(seed, () => this.objective(req), lr, combine);
     this.writer.append(stepRecord(this.opt, step, r, lr));
     return { loss: r.lossPlus, extra: { projected_grad: r.projectedGrad, loss_minus: r.lossMinus } };
   }
@@ -264,13 +233,24 @@ class MezoStepper implements Stepper {
   flush(): void {}
 }
 
-export function makeStepper(cfg: TrainConfig, model: TransformerModel, runDir: string): Stepper {
+export function makeStepper(cfg: TrainConfig, model: TransformerModel, runDir: string, dp?: DataParallel): Stepper {
+  if (dp) checkDataParallel(cfg, dp.world);
   if (cfg.optimizer.name === 'mezo') {
     if (cfg.svag !== 1) throw new LmtuneError('CONFIG', '--svag applies to first-order optimizers, not MeZO');
     if (cfg.gradAccum !== 1) throw new LmtuneError('CONFIG', 'MeZO takes one batch per step: --grad-accum must be 1 (the reference asserts this too)');
     const m = cfg.optimizer.zoMethod;
     if (m !== undefined && m !== 'sgd' && m !== 'momentum' && m !== 'adam') return new ZoMethodStepper(cfg, model, runDir, m);
-    return new MezoStepper(cfg, model, runDir);
+    return new MezoStepper(cfg, model, runDir, dp);
   }
   return new FirstOrderStepper(cfg, model);
+}
+
+/** what data-parallel training supports: MeZO (sgd / momentum / adam rules, n-SPSA) on a batch of at least one example per rank */
+export function checkDataParallel(cfg: TrainConfig, world: number): void {
+  const o = cfg.optimizer;
+  if (o.name !== 'mezo') throw new LmtuneError('CONFIG', `--data-parallel applies to --optimizer mezo, not ${o.name}`, 'first-order data parallelism would exchange whole gradients; MeZO exchanges a few numbers per step');
+  const m = o.zoMethod;
+  if (m !== undefined && m !== 'sgd' && m !== 'momentum' && m !== 'adam') throw new LmtuneError('CONFIG', `--data-parallel supports --zo-method sgd, momentum and adam (MeZO's update rules), not ${m}`);
+  if (o.zoObjective === 'f1') throw new LmtuneError('CONFIG', '--data-parallel does not support --zo-objective f1 (its mean runs over generations, not the units the shares are weighted by)');
+  if (cfg.batchSize < world) throw new LmtuneError('CONFIG', `--batch-size ${cfg.batchSize} is smaller than --world ${world}: every rank needs at least one example of each batch`);
 }
