@@ -49,6 +49,45 @@ interface ComputeFlags {
   threads: string;
   limitTrain?: string;
   limitEval?: string;
+  queue?: string;
+}
+
+/** `kernel compute --queue`: this process loads the model for the blocks and meta.json; workers compute the blocks */
+async function computeOnQueue(o: ComputeFlags, formula: KernelFormula): Promise<void> {
+  const { connectionFromUrl } = await import('../distributed/jobs.ts');
+  const { computeKernelSetsQueued } = await import('../distributed/kernel-blocks.ts');
+  const { renderQueueProgress } = await import('../distributed/coordinator.ts');
+  connectionFromUrl(o.queue!);
+  const { existsSync } = await import('node:fs');
+  const { resolve } = await import('node:path');
+  const threads = num('--threads', o.threads, { int: true, min: 1 });
+  // workers may start in other folders: every path they read is absolute
+  const sets: Record<string, { file: string; limit: number | null }> = { train: { file: resolve(o.train), limit: o.limitTrain !== undefined ? num('--limit-train', o.limitTrain, { int: true, min: 1 }) : null } };
+  const limitEval = o.limitEval !== undefined ? num('--limit-eval', o.limitEval, { int: true, min: 1 }) : null;
+  if (o.eval) sets.eval = { file: resolve(o.eval), limit: limitEval };
+  if (o.dev) sets.dev = { file: resolve(o.dev), limit: limitEval };
+  const spec = {
+    task: existsSync(o.task) ? resolve(o.task) : o.task,
+    sets,
+    formula,
+    params: o.params,
+    binary: o.binary ?? false,
+    projDim: o.projDim ? num('--proj-dim', o.projDim, { int: true, min: 1 }) : null,
+    projSeed: num('--proj-seed', o.projSeed, { int: true, min: 0 }),
+    batch: num('--batch', o.batch, { int: true, min: 1 }),
+    memBytes: num('--mem-mb', o.memMb, { min: 1 }) * 2 ** 20,
+    threads,
+  };
+  const model = await loadTransformer(resolve(o.model), { threads });
+  const line = new ProgressLine();
+  const res = await computeKernelSetsQueued(model, spec, resolve(o.out), {
+    queueUrl: o.queue!,
+    modelDir: resolve(o.model),
+    onMessage: (m) => process.stderr.write(`${m}\n`),
+    onQueueProgress: (p) => line.update(renderQueueProgress(p), p.done, p.total),
+  });
+  const m = res.meta;
+  process.stderr.write(`${m.formula} kernel of ${m.params.count.toLocaleString('en-US')} parameters (${m.params.tensors} tensors, ${m.blocks} blocks on the queue), ${Object.entries(m.sets).map(([k, v]) => `${v.n} ${k}`).join(', ')}: ${m.timings!.seconds.toFixed(1)} s → ${o.out}\n`);
 }
 
 interface SolveFlags {
@@ -123,8 +162,10 @@ export function register(program: Command): void {
     .option('--threads <n>', 'onnxruntime threads', '1')
     .option('--limit-train <n>', 'only the first n training examples')
     .option('--limit-eval <n>', 'only the first n eval/dev examples')
+    .option('--queue <url>', 'one job per parameter block for the `lmtune worker`s of this Redis queue (redis://HOST:PORT[/DB]); --out, --model and the data must be at the same paths on every worker')
     .action(async (o: ComputeFlags) => {
       const formula = oneOf('--formula', o.formula, KERNEL_FORMULAS) as KernelFormula;
+      if (o.queue !== undefined) return computeOnQueue(o, formula);
       const task = resolveTask(o.task);
       const sets: Record<string, KernelSet> = { train: { examples: limited(loadExamples(task, o.train), o.limitTrain, '--limit-train'), file: o.train } };
       if (o.eval) sets.eval = { examples: limited(loadExamples(task, o.eval), o.limitEval, '--limit-eval'), file: o.eval };

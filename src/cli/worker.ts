@@ -42,7 +42,7 @@ function signals(err: (s: string) => void): () => Promise<'finish' | 'release'> 
 export function register(program: Command, deps: WorkerCommandDeps = {}): void {
   program
     .command('worker')
-    .description('take jobs (eval slices, ...) from a Redis queue and run them; any number of workers on any number of machines')
+    .description('take jobs (eval slices, LESS gradient shards, kernel blocks) from a Redis queue and run them; any number of workers on any number of machines')
     .requiredOption('--queue <url>', 'Redis server: redis://HOST:PORT[/DB]')
     .option('--kinds <list>', 'comma-separated job kinds to serve (default: all)')
     .option('--lock-ms <ms>', 'job lock lifetime: a killed worker\'s job is taken over after about this long', '30000')
@@ -56,9 +56,12 @@ export function register(program: Command, deps: WorkerCommandDeps = {}): void {
       const kinds = flags.kinds ? flags.kinds.split(',').map((k) => k.trim()).filter(Boolean) : jobKindNames();
       const load = deps.loadModel ?? (async (dir: string) => (await import('../models/index.ts')).loadModel(dir));
       const lockMs = Number(flags.lockMs);
+      // the handlers go in before the worker starts: BullMQ takes a job as soon as it connects, and a
+      // SIGTERM in that window would otherwise kill the process mid-job instead of letting it finish
+      const stop = (deps.stopSignal ?? signals(err))();
       const w = await startWorker({ queueUrl: flags.queue, kinds, loadModel: load, lockDurationMs: lockMs, stalledIntervalMs: Math.max(500, Math.floor(lockMs / 2)), log: (l) => err(`${new Date().toISOString()} ${l}\n`) });
       err(`worker ${w.name} serving ${kinds.join(', ')} from ${flags.queue}\n`);
-      const how = await (deps.stopSignal ?? signals(err))();
+      const how = await stop;
       await w.close(how === 'release');
       err(`worker ${w.name} stopped\n`);
     });

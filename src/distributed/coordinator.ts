@@ -27,11 +27,25 @@ export interface RunJobsOptions {
   /** give up waiting after this long (default 7 days): every wait here is bounded */
   readonly timeoutMs?: number;
   readonly onProgress?: (p: QueueProgress) => void;
+  /**
+   * Jobs already completed in Redis under the same id are removed and run again instead of re-attached
+   * (for kinds whose result lives in files: the caller enqueues only what is missing on disk, so a
+   * completed job there means its file was lost since)
+   */
+  readonly redoCompleted?: boolean;
+  /**
+   * Job ids by the envelope alone, not its position (default: hash + position). For kinds whose envelope
+   * names its unit of work (a shard, a block): a resumed coordinator that enqueues fewer jobs still finds
+   * the ones a previous coordinator left running.
+   */
+  readonly idsByContent?: boolean;
+  /** connection trouble (Redis restarting): reported, and the wait goes on while ioredis reconnects */
+  readonly onConnectionError?: (message: string) => void;
 }
 
-export function jobIdOf(env: JobEnvelope, index: number): string {
+export function jobIdOf(env: JobEnvelope, index?: number): string {
   const h = createHash('sha256').update(JSON.stringify(env)).digest('hex').slice(0, 24);
-  return `${env.kind}-${h}-${index}`;
+  return index === undefined ? `${env.kind}-${h}` : `${env.kind}-${h}-${index}`;
 }
 
 export function renderQueueProgress(p: QueueProgress): string {
@@ -48,8 +62,17 @@ export async function runJobs<R>(queueUrl: string, envelopes: readonly JobEnvelo
   const pollMs = opts.pollMs ?? 250;
   const timeoutMs = opts.timeoutMs ?? 7 * 24 * 3600 * 1000;
   const queue = new Queue<JobEnvelope>(queueName(kind), { connection: connectionFromUrl(queueUrl) });
+  // without a listener an 'error' event (Redis restarting) would end the process; ioredis reconnects
+  queue.on('error', (e) => opts.onConnectionError?.(e.message));
   try {
-    const ids = envelopes.map((e, i) => jobIdOf(e, i));
+    const ids = envelopes.map((e, i) => (opts.idsByContent ? jobIdOf(e) : jobIdOf(e, i)));
+    if (new Set(ids).size !== ids.length) throw new LmtuneError('CONFIG', `runJobs: two ${kind} envelopes are identical`);
+    if (opts.redoCompleted) {
+      for (const id of ids) {
+        const old = await Job.fromId(queue, id);
+        if (old && (await old.getState()) === 'completed') await old.remove();
+      }
+    }
     await queue.addBulk(
       envelopes.map((e, i) => ({
         name: kind,

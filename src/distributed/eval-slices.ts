@@ -56,14 +56,15 @@ registerJobKind<EvalSlicePayload, EvalSliceResult>({
     const task = resolveTask(p.task);
     const all = loadExamples(task, p.data);
     const examples = (p.limit !== null ? all.slice(0, p.limit) : all).slice(p.start, p.end);
-    const r = await evaluate(ctx.model, task, examples, {
+    const model = await ctx.model();
+    const r = await evaluate(model, task, examples, {
       scoring: p.scoring,
       ...(p.calibrate ? { calibrate: true } : {}),
       batchSize: p.batchSize,
       ...(p.maxLength !== null ? { maxLength: p.maxLength } : {}),
       onProgress: (x) => void ctx.progress(x.done / x.total),
     });
-    return { modelKind: ctx.model.kind, predictions: r.predictions.map((x) => ({ prediction: x.prediction as number, scores: [...(x.candidateScores ?? [])] })) };
+    return { modelKind: model.kind, predictions: r.predictions.map((x) => ({ prediction: x.prediction as number, scores: [...(x.candidateScores ?? [])] })) };
   },
 });
 

@@ -36,9 +36,21 @@ export interface JobEnvelope<P = unknown> {
 }
 
 export interface JobContext {
-  readonly model: LanguageModel;
+  /** the envelope's model, loaded on first use and cached by fingerprint (kinds that load their own never call it) */
+  model(): Promise<LanguageModel>;
+  /** the envelope's model folder, already checked against the job's fingerprint */
+  readonly modelDir: string;
   /** fraction done in [0, 1] of this job */
   progress(fraction: number): Promise<void>;
+  log(line: string): void;
+}
+
+/**
+ * Thrown by a kind's `run` when this worker must not run the job at all (its copy of the data, configuration
+ * or datastore differs from the coordinator's): the job fails at once, without retries, with the reason.
+ */
+export class JobRefused extends Error {
+  override readonly name = 'JobRefused';
 }
 
 /** One kind of work: how to check its payload (it crossed a network) and how to run it. */
@@ -74,7 +86,7 @@ export function queueName(kind: string): string {
 /** Checks `redis://HOST:PORT[/DB]` and returns BullMQ/ioredis connection options. */
 export function connectionFromUrl(url: string, flag = '--queue'): { url: string; maxRetriesPerRequest: null; db: number } {
   const m = /^redis:\/\/([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})(?:\/(\d{1,2}))?\/?$/.exec(url.trim());
-  if (!m) throw new LmtuneError('CONFIG', `${flag} must look like redis://HOST:PORT[/DB], got ${JSON.stringify(url)}`, 'start Redis with: redis-server --port 6379 --bind 127.0.0.1 --save "" --appendonly no');
+  if (!m) throw new LmtuneError('CONFIG', `${flag} must look like redis://HOST:PORT[/DB], got ${JSON.stringify(url)}`, 'start Redis with: redis-server --port 6379 --bind 127.0.0.1 --save "" --appendonly yes (the queue then survives a Redis restart; docs/distributed.md)');
   const port = Number(m[2]);
   if (port < 1 || port > 65535) throw new LmtuneError('CONFIG', `${flag}: port ${port} is out of range`);
   // maxRetriesPerRequest null: BullMQ workers block on Redis and must not give up on a slow reply

@@ -1,7 +1,9 @@
 /**
- * Every job kind a worker can serve, registered by importing its module. A new kind (LESS gradient
- * shards, kernel blocks) adds one import here; see docs/distributed.md.
+ * Every job kind a worker can serve, registered by importing its module. A new kind adds one import
+ * here; see docs/distributed.md.
  */
 import './eval-slices.ts';
+import './less-shards.ts';
+import './kernel-blocks.ts';
 
 export { jobKindNames } from './jobs.ts';

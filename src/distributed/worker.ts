@@ -7,7 +7,8 @@
 import { hostname } from 'node:os';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { LanguageModel } from '../models/api.ts';
-import { CODE_VERSION, connectionFromUrl, fingerprintModelDir, getJobKind, jobKindNames, mismatchReason, queueName, type JobEnvelope } from './jobs.ts';
+import { LmtuneError } from '../util/errors.ts';
+import { CODE_VERSION, JobRefused, connectionFromUrl, fingerprintModelDir, getJobKind, jobKindNames, mismatchReason, queueName, type JobEnvelope } from './jobs.ts';
 
 export interface WorkerOptions {
   readonly queueUrl: string;
@@ -53,15 +54,31 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
       log(`refused ${env.kind} job ${job.id}: ${why}`);
       throw new UnrecoverableError(`worker ${name} refused job ${job.id}: ${why}`);
     }
-    let model = models.get(local);
-    if (!model) {
-      model = opts.loadModel(env.model.dir);
-      models.set(local, model);
-      model.catch(() => models.delete(local));
-    }
+    const loadModel = (): Promise<LanguageModel> => {
+      let model = models.get(local);
+      if (!model) {
+        model = opts.loadModel(env.model.dir);
+        models.set(local, model);
+        model.catch(() => models.delete(local));
+      }
+      return model;
+    };
     const kind = getJobKind(env.kind);
     log(`${env.kind} job ${job.id} (attempt ${job.attemptsMade + 1})`);
-    const result = await kind.run({ model: await model, progress: (f) => job.updateProgress(Math.round(Math.min(1, Math.max(0, f)) * 1000) / 10) }, kind.parsePayload(env.payload));
+    let result: unknown;
+    try {
+      result = await kind.run(
+        { model: loadModel, modelDir: env.model.dir, progress: (f) => job.updateProgress(Math.round(Math.min(1, Math.max(0, f)) * 1000) / 10), log },
+        kind.parsePayload(env.payload),
+      );
+    } catch (e) {
+      // a refusal, or a configuration that differs from the coordinator's, fails the same way on every try
+      if (e instanceof JobRefused || (e instanceof LmtuneError && e.code === 'CONFIG')) {
+        log(`refused ${env.kind} job ${job.id}: ${e.message}`);
+        throw new UnrecoverableError(`worker ${name} refused job ${job.id}: ${e.message}`);
+      }
+      throw e;
+    }
     log(`${env.kind} job ${job.id} done`);
     return result;
   };
@@ -77,6 +94,15 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
       maxStalledCount: 2,
     });
   });
+  // a lost connection (Redis restarting) is reported and retried by ioredis; without a listener the
+  // 'error' event would end the process
+  let lastError = 0;
+  for (const w of workers) {
+    w.on('error', (e) => {
+      if (performance.now() - lastError > 1000) log(`queue connection: ${e.message} (reconnecting)`);
+      lastError = performance.now();
+    });
+  }
   await Promise.all(workers.map((w) => w.waitUntilReady()));
   return {
     name,

@@ -34,6 +34,8 @@ export interface JacobianSource {
   /** parameter block sizes, in flat parameter order */
   readonly blocks: readonly number[];
   jacobian(set: string, start: number, count: number, block: number): Promise<JacobianBatch>;
+  /** the parameter tensor holding column `column` of block `block` (messages), when the source knows */
+  paramAt?(block: number, column: number): string;
 }
 
 /** What projection is used for: accumulate Y[n, d] += X_block[n, rows] · P[rowStart : rowStart+rows] */
@@ -86,11 +88,17 @@ function proj(set: string, side: 'out' | 'in'): string {
   return `proj_${set}_${side}`;
 }
 
-/** The kernels of `src` under `opts.formula`. */
-export async function computeKernels(src: JacobianSource, opts: KernelOptions): Promise<Kernels> {
+/**
+ * Block b's share of every sum, each starting from zero: the kernels (or projections) of this parameter
+ * block, and f₀ from block 0. `computeKernels` adds the shares in block order with one addition per value
+ * (`addBlock`), so a block computed elsewhere (a queue worker, src/distributed/kernel-blocks.ts) and added
+ * the same way gives the same bytes.
+ */
+export async function blockContribution(src: JacobianSource, b: number, opts: KernelOptions, tick: (n: number) => void = () => undefined): Promise<Record<string, Float64Array>> {
   const C = src.classes;
   const N = src.sizes.train;
   if (N === undefined || N < 1) throw new LmtuneError('DATA', 'kernel: the training set is empty');
+  if (!Number.isInteger(b) || b < 0 || b >= src.blocks.length) throw new LmtuneError('CONFIG', `kernel: parameter block ${b} does not exist (${src.blocks.length} blocks)`);
   const others = Object.keys(src.sizes).filter((s) => s !== 'train');
   const batch = opts.batch ?? 8;
   const gemm = opts.gemm ?? float64Gemm;
@@ -98,89 +106,122 @@ export async function computeKernels(src: JacobianSource, opts: KernelOptions): 
   const asym = f === 'asymmetric-signgd';
   const NC = N * C;
   const pr = opts.projector ?? null;
-  const totalP = src.blocks.reduce((a, b) => a + b, 0);
+  const totalP = src.blocks.reduce((a, x) => a + x, 0);
   if (pr && pr.inDim !== totalP) throw new LmtuneError('SHAPE', `projection input dimension ${pr.inDim} is not the parameter count ${totalP}`);
-  const state: KernelState = opts.state ?? { nextBlock: 0, tensors: {} };
-  const t = state.tensors;
+  const t: Record<string, Float64Array> = {};
   const need = (name: string, n: number): Float64Array => (t[name] ??= new Float64Array(n));
   // the sides that differ: SignGD uses sign on both sides, so one projection per set suffices
   const sides = (): ('out' | 'in')[] => (f === 'asymmetric-signgd' ? ['out', 'in'] : ['out']);
+  const offset = src.blocks.slice(0, b).reduce((a, x) => a + x, 0);
+  const P = src.blocks[b]!;
+  let A: Rows | null = null;
+  for (let e = 0; e < N; e += batch) {
+    const n = Math.min(batch, N - e);
+    const got = await src.jacobian('train', e, n, b);
+    checkBatch(got, n, C, P, 'train', b, e, src);
+    A ??= got.rows instanceof Float64Array ? new Float64Array(NC * P) : new Float32Array(NC * P);
+    A.set(got.rows, e * C * P);
+    if (b === 0) need('f0_train', NC).set(got.f, e * C);
+    tick(n);
+  }
+  const out = outerIsSign(f) ? signOf(A!) : A!;
+  const inn = innerIsSign(f) ? out : A!;
+  if (pr) {
+    await pr.accumulate(out, NC, offset, P, need(proj('train', 'out'), NC * pr.outDim));
+    if (asym) await pr.accumulate(inn, NC, offset, P, need(proj('train', 'in'), NC * pr.outDim));
+  } else {
+    await gemm.addABt(out, NC, inn, NC, P, need('train_train', NC * NC), NC);
+  }
+  for (const s of others) {
+    const M = src.sizes[s]!;
+    const MC = M * C;
+    // projection: buffer rows so each (costly to generate) block of P is used for many rows at once
+    const cap = Math.max(batch, N);
+    let buf: { rows: Rows[]; first: number; count: number } = { rows: [], first: 0, count: 0 };
+    const flush = async (): Promise<void> => {
+      if (!pr || buf.count === 0) return;
+      const all = concat(buf.rows, buf.count * C * P);
+      const sideRows = { out: outerIsSign(f) ? signOf(all) : all, in: innerIsSign(f) ? signOf(all) : all };
+      for (const side of sides()) {
+        const y = need(proj(s, side), MC * pr.outDim);
+        const part = new Float64Array(buf.count * C * pr.outDim);
+        await pr.accumulate(sideRows[side], buf.count * C, offset, P, part);
+        const at = buf.first * C * pr.outDim;
+        for (let i = 0; i < part.length; i++) y[at + i] = y[at + i]! + part[i]!;
+      }
+      buf = { rows: [], first: buf.first + buf.count, count: 0 };
+    };
+    for (let e = 0; e < M; e += batch) {
+      const n = Math.min(batch, M - e);
+      const got = await src.jacobian(s, e, n, b);
+      checkBatch(got, n, C, P, s, b, e, src);
+      if (b === 0) need(`f0_${s}`, MC).set(got.f, e * C);
+      if (pr) {
+        buf.rows.push(got.rows);
+        buf.count += n;
+        if (buf.count >= cap) await flush();
+      } else {
+        const bOut = outerIsSign(f) ? signOf(got.rows) : got.rows;
+        const bIn = innerIsSign(f) ? bOut : got.rows;
+        await gemm.addABt(out, NC, bIn, n * C, P, need(`train_${s}`, NC * MC), MC, e * C);
+        if (asym) await gemm.addABt(bOut, n * C, inn, NC, P, need(`${s}_train`, MC * NC), NC, e * C * NC);
+      }
+      tick(n);
+    }
+    await flush();
+  }
+  return t;
+}
+
+/** Adds block `b`'s share into the running sums (f₀ is copied from block 0): one addition per value. */
+export function addBlock(state: KernelState, b: number, part: Record<string, Float64Array>): void {
+  if (b !== state.nextBlock) throw new LmtuneError('RUNTIME', `kernel: block ${b} added after ${state.nextBlock} finished blocks (blocks must be added in order)`);
+  for (const [k, v] of Object.entries(part)) {
+    if (k.startsWith('f0_')) {
+      state.tensors[k] = v;
+      continue;
+    }
+    // a sum starts at +0 (so a −0 share reads back as +0, as it always has)
+    const cur = (state.tensors[k] ??= new Float64Array(v.length));
+    if (cur.length !== v.length) throw new LmtuneError('SHAPE', `kernel: block ${b}'s '${k}' has ${v.length} values, the sum ${cur.length}`);
+    for (let i = 0; i < v.length; i++) cur[i] = cur[i]! + v[i]!;
+  }
+  state.nextBlock = b + 1;
+}
+
+/** The kernels of `src` under `opts.formula`. */
+export async function computeKernels(src: JacobianSource, opts: KernelOptions): Promise<Kernels> {
+  const N = src.sizes.train;
+  if (N === undefined || N < 1) throw new LmtuneError('DATA', 'kernel: the training set is empty');
+  const state: KernelState = opts.state ?? { nextBlock: 0, tensors: {} };
   const start = performance.now();
   const perBlock = Object.values(src.sizes).reduce((a, b) => a + b, 0);
   const total = perBlock * src.blocks.length;
   let done = state.nextBlock * perBlock;
   const firstDone = done;
-  const tick = (b: number, n: number): void => {
-    done += n;
-    const secs = (performance.now() - start) / 1000;
-    const rate = (done - firstDone) / Math.max(secs, 1e-9);
-    opts.onProgress?.({ block: b, blocks: src.blocks.length, done, total, seconds: secs, etaSeconds: rate > 0 ? (total - done) / rate : Number.POSITIVE_INFINITY });
-  };
-
-  let offset = src.blocks.slice(0, state.nextBlock).reduce((a, b) => a + b, 0);
   for (let b = state.nextBlock; b < src.blocks.length; b++) {
-    const P = src.blocks[b]!;
-    let A: Rows | null = null;
-    for (let e = 0; e < N; e += batch) {
-      const n = Math.min(batch, N - e);
-      const got = await src.jacobian('train', e, n, b);
-      checkBatch(got, n, C, P, 'train', b);
-      A ??= got.rows instanceof Float64Array ? new Float64Array(NC * P) : new Float32Array(NC * P);
-      A.set(got.rows, e * C * P);
-      if (b === 0) need('f0_train', NC).set(got.f, e * C);
-      tick(b, n);
-    }
-    const out = outerIsSign(f) ? signOf(A!) : A!;
-    const inn = innerIsSign(f) ? out : A!;
-    if (pr) {
-      await pr.accumulate(out, NC, offset, P, need(proj('train', 'out'), NC * pr.outDim));
-      if (asym) await pr.accumulate(inn, NC, offset, P, need(proj('train', 'in'), NC * pr.outDim));
-    } else {
-      await gemm.addABt(out, NC, inn, NC, P, need('train_train', NC * NC), NC);
-    }
-    for (const s of others) {
-      const M = src.sizes[s]!;
-      const MC = M * C;
-      // projection: buffer rows so each (costly to generate) block of P is used for many rows at once
-      const cap = Math.max(batch, N);
-      let buf: { rows: Rows[]; first: number; count: number } = { rows: [], first: 0, count: 0 };
-      const flush = async (): Promise<void> => {
-        if (!pr || buf.count === 0) return;
-        const all = concat(buf.rows, buf.count * C * P);
-        const sideRows = { out: outerIsSign(f) ? signOf(all) : all, in: innerIsSign(f) ? signOf(all) : all };
-        for (const side of sides()) {
-          const y = need(proj(s, side), MC * pr.outDim);
-          const part = new Float64Array(buf.count * C * pr.outDim);
-          await pr.accumulate(sideRows[side], buf.count * C, offset, P, part);
-          const at = buf.first * C * pr.outDim;
-          for (let i = 0; i < part.length; i++) y[at + i] = y[at + i]! + part[i]!;
-        }
-        buf = { rows: [], first: buf.first + buf.count, count: 0 };
-      };
-      for (let e = 0; e < M; e += batch) {
-        const n = Math.min(batch, M - e);
-        const got = await src.jacobian(s, e, n, b);
-        checkBatch(got, n, C, P, s, b);
-        if (b === 0) need(`f0_${s}`, MC).set(got.f, e * C);
-        if (pr) {
-          buf.rows.push(got.rows);
-          buf.count += n;
-          if (buf.count >= cap) await flush();
-        } else {
-          const bOut = outerIsSign(f) ? signOf(got.rows) : got.rows;
-          const bIn = innerIsSign(f) ? bOut : got.rows;
-          await gemm.addABt(out, NC, bIn, n * C, P, need(`train_${s}`, NC * MC), MC, e * C);
-          if (asym) await gemm.addABt(bOut, n * C, inn, NC, P, need(`${s}_train`, MC * NC), NC, e * C * NC);
-        }
-        tick(b, n);
-      }
-      await flush();
-    }
-    offset += P;
-    state.nextBlock = b + 1;
+    const tick = (n: number): void => {
+      done += n;
+      const secs = (performance.now() - start) / 1000;
+      const rate = (done - firstDone) / Math.max(secs, 1e-9);
+      opts.onProgress?.({ block: b, blocks: src.blocks.length, done, total, seconds: secs, etaSeconds: rate > 0 ? (total - done) / rate : Number.POSITIVE_INFINITY });
+    };
+    addBlock(state, b, await blockContribution(src, b, opts, tick));
     await opts.onBlockDone?.(state);
   }
+  return finishKernels(src, opts, state);
+}
 
+/** The kernels from the sums over every block: as summed, or the Gram matrices of the summed projections. */
+export function finishKernels(src: JacobianSource, opts: Pick<KernelOptions, 'formula' | 'projector'>, state: KernelState): Kernels {
+  if (state.nextBlock !== src.blocks.length) throw new LmtuneError('RUNTIME', `kernel: ${state.nextBlock} of ${src.blocks.length} parameter blocks summed`);
+  const C = src.classes;
+  const NC = src.sizes.train! * C;
+  const others = Object.keys(src.sizes).filter((s) => s !== 'train');
+  const f = opts.formula;
+  const asym = f === 'asymmetric-signgd';
+  const pr = opts.projector ?? null;
+  const t = state.tensors;
   const kernels: Record<string, Float64Array> = {};
   if (pr) {
     const d = pr.outDim;
@@ -225,9 +266,26 @@ function concat(parts: Rows[], n: number): Rows {
   return out;
 }
 
-function checkBatch(got: JacobianBatch, n: number, C: number, P: number, set: string, b: number): void {
+function checkBatch(got: JacobianBatch, n: number, C: number, P: number, set: string, b: number, start: number, src: JacobianSource): void {
   if (got.rows.length !== n * C * P) throw new LmtuneError('SHAPE', `Jacobian of ${set} block ${b}: ${got.rows.length} values for ${n}×${C} rows of ${P}`);
   if (got.f.length !== n * C) throw new LmtuneError('SHAPE', `outputs of ${set}: ${got.f.length} values for ${n}×${C}`);
+  // one NaN/Inf gradient entry makes whole kernel rows and columns NaN, and the solvers then fit
+  // garbage (or fail deep inside a factorization): stop here, naming the example, class and tensor
+  const hint = 'the model holds non-finite weights or overflows on this input; check it with `lmtune info` (its tensor check reads every weight)';
+  for (let r = 0; r < n * C; r++) {
+    if (!Number.isFinite(got.f[r]!)) throw new LmtuneError('NUMERIC', `kernel: the output f_${r % C} of ${set} example ${start + Math.floor(r / C)} is ${got.f[r]}`, hint);
+  }
+  const x = got.rows;
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += x[i]! * 0;
+  if (s === 0) return;
+  for (let i = 0; i < x.length; i++) {
+    if (Number.isFinite(x[i]!)) continue;
+    const row = Math.floor(i / P);
+    const col = i % P;
+    const where = src.paramAt ? `'${src.paramAt(b, col)}'` : `column ${col}`;
+    throw new LmtuneError('NUMERIC', `kernel: the gradient of f_${row % C} for ${set} example ${start + Math.floor(row / C)} holds ${x[i]} in parameter block ${b} (${where})`, hint);
+  }
 }
 
 /** `--binary`: f = f₁ − f₀, so C = 1 and the rows are ∇f₁ − ∇f₀ (labels become ±1). */
@@ -237,6 +295,7 @@ export function binarySource(src: JacobianSource): JacobianSource {
     classes: 1,
     sizes: src.sizes,
     blocks: src.blocks,
+    ...(src.paramAt ? { paramAt: src.paramAt.bind(src) } : {}),
     async jacobian(set, start, count, block) {
       const { rows, f } = await src.jacobian(set, start, count, block);
       const P = src.blocks[block]!;

@@ -12,8 +12,8 @@ import type { TransformerModel } from '../models/model.ts';
 import { attachPeft } from '../peft/index.ts';
 import type { Example, Task } from '../tasks/index.ts';
 import { RademacherProjection } from '../projection/rademacher.ts';
-import { binarySource, computeKernels, type KernelProgress, type KernelState, type Kernels } from './accumulate.ts';
-import { OrtGemm, float64Gemm, type KernelFormula } from './formula.ts';
+import { binarySource, computeKernels, type JacobianSource, type KernelOptions, type KernelProgress, type KernelState, type Kernels } from './accumulate.ts';
+import { OrtGemm, float64Gemm, type Gemm, type KernelFormula } from './formula.ts';
 import { ModelJacobianSource, encodeForKernel, selectParams } from './model-source.ts';
 import { PARTIAL_FILE, REPORT_FILE, modelFingerprint, prepareOutDir, readF64Safetensors, sha256File, writeF64Safetensors, writeKernelFolder, type KernelMeta, type StoredTensor } from './store.ts';
 import type { KernelProblem } from './solvers.ts';
@@ -52,9 +52,23 @@ export interface ComputeResult {
   meta: KernelMeta;
 }
 
-/** Computes the kernels of `req` (and writes the folder when `req.out` is given). */
-export async function computeKernelSets(req: ComputeRequest): Promise<ComputeResult> {
-  const start = performance.now();
+/** Everything the sums need, derived from the request: the Jacobian source, its blocks, the product, the identity key. */
+export interface PreparedKernel {
+  readonly src: JacobianSource;
+  readonly source: ModelJacobianSource;
+  readonly projector: RademacherProjection | undefined;
+  readonly gemm: Gemm;
+  readonly names: string[];
+  readonly enc: ReturnType<typeof encodeForKernel>;
+  readonly fingerprint: string;
+  readonly sets: KernelMeta['sets'];
+  readonly paramSpec: string;
+  /** sha256 (16 hex digits) of everything the sums depend on: a partial or block file of another computation is refused */
+  readonly key: string;
+}
+
+/** Checks the request, attaches adapters if asked, selects the parameters and blocks, and derives the key. */
+export async function prepareKernel(req: ComputeRequest): Promise<PreparedKernel> {
   const { model, task, formula } = req;
   const binary = req.binary ?? false;
   if (formula === 'asymmetric-signgd' && !binary) {
@@ -80,7 +94,19 @@ export async function computeKernelSets(req: ComputeRequest): Promise<ComputeRes
   for (const [k, v] of Object.entries(req.sets)) sets[k] = { file: v.file, sha256: v.file ? sha256File(v.file) : null, n: v.examples.length };
   const identity = { fingerprint, task: task.name, formula, binary, params: names, projection: req.projDim ? { dim: req.projDim, seed: req.projSeed ?? 0 } : null, sets, blocks: src.blocks, labelIds: enc.labelIds, examples: Object.fromEntries(Object.entries(req.sets).map(([k, v]) => [k, v.examples.map((e) => e.id)])) };
   const key = createHash('sha256').update(stableStringify(identity)).digest('hex').slice(0, 16);
+  return { src, source, projector, gemm, names, enc, fingerprint, sets, paramSpec, key };
+}
 
+/** the options `computeKernels` / `blockContribution` take for a prepared computation */
+export function kernelOptions(req: ComputeRequest, prep: PreparedKernel): KernelOptions {
+  return { formula: req.formula, batch: req.batch ?? 8, gemm: prep.gemm, ...(prep.projector ? { projector: prep.projector } : {}) };
+}
+
+/** Computes the kernels of `req` (and writes the folder when `req.out` is given). */
+export async function computeKernelSets(req: ComputeRequest): Promise<ComputeResult> {
+  const start = performance.now();
+  const prep = await prepareKernel(req);
+  const { src, key } = prep;
   let state: KernelState | undefined;
   if (req.out) {
     const { partial } = prepareOutDir(req.out);
@@ -94,10 +120,7 @@ export async function computeKernelSets(req: ComputeRequest): Promise<ComputeRes
   }
   let rss = process.memoryUsage().rss;
   const kernels = await computeKernels(src, {
-    formula,
-    batch: req.batch ?? 8,
-    gemm,
-    ...(projector ? { projector } : {}),
+    ...kernelOptions(req, prep),
     ...(state ? { state } : {}),
     ...(req.onProgress ? { onProgress: req.onProgress } : {}),
     onBlockDone: (s) => {
@@ -108,26 +131,33 @@ export async function computeKernelSets(req: ComputeRequest): Promise<ComputeRes
       writeF64Safetensors(join(req.out, PARTIAL_FILE), tensors, { key, nextBlock: String(s.nextBlock) });
     },
   });
-  const seconds = (performance.now() - start) / 1000;
+  return finishKernelSets(req, prep, kernels, { seconds: (performance.now() - start) / 1000, rss });
+}
+
+/** meta.json, and with `req.out` the kernel folder and its report: the end of a computation on one machine or a queue. */
+export function finishKernelSets(req: ComputeRequest, prep: PreparedKernel, kernels: Kernels, run: { seconds: number; rss: number; gemm?: string }): ComputeResult {
+  const { model, task, formula } = req;
+  const { src, source, projector, gemm } = prep;
+  const N = req.sets.train!.examples.length;
   const labels: Record<string, Int32Array> = {};
   for (const [k, v] of Object.entries(req.sets)) labels[k] = Int32Array.from(v.examples, (e) => e.label);
   const meta: KernelMeta = {
     version: 1,
-    model: { dir: model.dir ?? '(in memory)', fingerprint, family: model.cfg.family, kind: model.kind },
+    model: { dir: model.dir ?? '(in memory)', fingerprint: prep.fingerprint, family: model.cfg.family, kind: model.kind },
     task: task.name,
-    template: enc.template,
-    labelWords: enc.labelWords,
-    labelIds: enc.labelIds,
+    template: prep.enc.template,
+    labelWords: prep.enc.labelWords,
+    labelIds: prep.enc.labelIds,
     formula,
-    binary,
+    binary: req.binary ?? false,
     classes: kernels.classes,
-    params: { spec: paramSpec, count: source.paramCount, tensors: names.length },
+    params: { spec: prep.paramSpec, count: source.paramCount, tensors: prep.names.length },
     projection: req.projDim ? { dim: req.projDim, seed: req.projSeed ?? 0 } : null,
-    sets,
+    sets: prep.sets,
     blocks: src.blocks.length,
-    gemm: projector ? `projection (${projector.backend})` : gemm.name,
-    timings: { seconds, secondsPerBlock: seconds / src.blocks.length },
-    peakRssMb: Math.round(Math.max(rss, process.memoryUsage().rss) / 2 ** 20),
+    gemm: run.gemm ?? (projector ? `projection (${projector.backend})` : gemm.name),
+    timings: { seconds: run.seconds, secondsPerBlock: run.seconds / src.blocks.length },
+    peakRssMb: Math.round(Math.max(run.rss, process.memoryUsage().rss) / 2 ** 20),
   };
   if (req.out) {
     writeKernelFolder(req.out, meta, kernelTensors(kernels, labels));

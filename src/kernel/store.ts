@@ -165,7 +165,8 @@ export function prepareOutDir(dir: string): { partial: boolean } {
   if (entries.includes(KERNEL_FILE) || entries.includes(META_FILE)) {
     throw new LmtuneError('IO', `${dir} already holds finished kernels (${KERNEL_FILE})`, 'choose another --out folder, or delete this one yourself');
   }
-  const ours = new Set([PARTIAL_FILE, REPORT_FILE]);
+  // blocks/: the shares of `kernel compute --queue`'s workers (src/distributed/kernel-blocks.ts)
+  const ours = new Set([PARTIAL_FILE, REPORT_FILE, 'blocks']);
   const foreign = entries.filter((e) => !ours.has(e));
   if (foreign.length) throw new LmtuneError('IO', `${dir} is not empty and was not made by lmtune kernel compute (it holds ${foreign.slice(0, 3).join(', ')})`, 'choose a new --out folder');
   return { partial: entries.includes(PARTIAL_FILE) };
