@@ -47,8 +47,9 @@ export function register(program: Command): void {
     .description('describe a Hugging Face checkpoint folder: architecture, parameters, dtypes, tokenizer')
     .argument('<dir>', 'checkpoint folder (config.json + model.safetensors or a sharded index)')
     .option('--json', 'print one JSON object instead of a table')
-    .action(async (dir: string, opts: { json?: boolean }) => {
-      const info = await describeCheckpoint(dir);
+    .option('--no-values', 'check the tensors from the headers only (skip reading every weight for NaN/Inf and integer dtypes)')
+    .action(async (dir: string, opts: { json?: boolean; values?: boolean }) => {
+      const info = await describeCheckpoint(dir, { values: opts.values !== false });
       process.stdout.write(opts.json ? JSON.stringify(info) + '\n' : renderInfo(info));
     });
 }

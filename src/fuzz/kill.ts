@@ -1,10 +1,13 @@
 /**
  * Random kill tests: a long job runs in a child process (the real CLI), is SIGKILLed at a random moment
- * (drawn from a seed, anywhere in the job's run time, not at a named fault point), then resumed with
- * `--resume` until it finishes; its outputs must equal an uninterrupted run's byte for byte.
+ * (drawn from a seed, anywhere in the job's run time, not at a named fault point), then continued until
+ * it finishes; its outputs must equal an uninterrupted run's byte for byte.
  *
- * Each job is a small `lmtune train` on the tiny random GPT-2 (Adam + LoRA, Adam full, MeZO full,
- * MeZO + LoRA). `pretrain` has no --resume, so it is not a kill target.
+ * Jobs: `train` on the tiny random GPT-2 (Adam + LoRA, Adam full, MeZO full, MeZO + LoRA), continued
+ * with `--resume`; `select run` (LESS) and `kernel compute` (eNTK) on the embedded model, continued by
+ * running the same command into the same folder (both resume from their last finished shard/block);
+ * `pretrain` on a small corpus, which has no --resume: running it again into its folder must give the
+ * same model (a killed pretrain leaves nothing that changes a rerun).
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,23 +16,89 @@ import { Rng } from '../util/rng.ts';
 import { SHARED_DATA } from '../tasks/test-fixtures.ts';
 
 const CLI = new URL('../../bin/lmtune.js', import.meta.url).pathname;
+const ROOT = new URL('../../', import.meta.url).pathname;
 const MODEL = join(SHARED_DATA, 'models/tiny-random-gpt2');
+const EMBEDDED = join(ROOT, 'assets/tiny-english-lm');
 const SST2 = join(SHARED_DATA, 'sst2/glue_train.jsonl');
 
 export interface KillJob {
   name: string;
-  flags: string[];
+  /** writes the job's inputs under `root` (once per job) */
+  prepare: (root: string) => void;
+  /** the command line of a fresh run into `out` */
+  args: (root: string, out: string) => string[];
+  /** the command line that continues a killed run in `out`; null: the run had finished (nothing to continue) */
+  resume: (root: string, out: string) => string[] | null;
   /** files compared byte for byte with the uninterrupted run */
   outputs: string[];
 }
 
 const LOGS = ['log.jsonl', 'eval.jsonl', 'checkpoint/state.json', 'checkpoint/trainable.safetensors'];
 
+function trainJob(name: string, flags: string[], outputs: string[]): KillJob {
+  const args = (root: string, out: string): string[] => ['train', '--model', MODEL, '--task', 'sst2', '--data', join(root, 'sst2.jsonl'), '--num-dev', '16', '--max-steps', '12', '--batch-size', '4', '--save-every', '1', '--eval-every', '4', '--seed', '3', ...flags, '--out', out];
+  return {
+    name,
+    prepare: (root) => writeFileSync(join(root, 'sst2.jsonl'), readFileSync(SST2, 'utf8').split('\n').slice(0, 80).join('\n') + '\n'),
+    args,
+    // killed before config.json existed: nothing to resume, start it again (same folder); killed after
+    // summary.json (the last file a run writes): finished, and `--resume` rightly refuses it
+    resume: (root, out) => (existsSync(join(out, 'summary.json')) ? null : existsSync(join(out, 'config.json')) ? ['train', '--resume', out] : args(root, out)),
+    outputs,
+  };
+}
+
+/** the first `n` non-blank lines of `from` into `to`, every `every`-th */
+function sample(from: string, to: string, every: number, offset: number, n: number): void {
+  const lines = readFileSync(from, 'utf8').split('\n').filter((l, i) => l.trim() && i % every === offset);
+  writeFileSync(to, lines.slice(0, n).join('\n') + '\n');
+}
+
+const SELECT: KillJob = {
+  name: 'select run',
+  prepare: (root) => {
+    sample(join(SHARED_DATA, 'instruct-pool/pool.jsonl'), join(root, 'pool.jsonl'), 500, 7, 40);
+    sample(join(SHARED_DATA, 'instruct-pool/targets/trec_target.jsonl'), join(root, 'target.jsonl'), 4, 0, 8);
+  },
+  args: (root, out) => ['select', 'run', '--model', EMBEDDED, '--pool', join(root, 'pool.jsonl'), '--target', join(root, 'target.jsonl'), '--truncation', 'left', '--warmup-percentage', '0.2', '--warmup-epochs', '2', '--warmup-batch-size', '4', '--warmup-lr', '1e-3', '--proj-dim', '64', '--shard-rows', '8', '--grad-batch-size', '8', '--percentage', '0.25', '--threads', '1', '--no-progress', '--out', out],
+  // a run killed before select.json exists starts again; afterwards --out alone continues it
+  resume: (root, out) => (existsSync(join(out, 'select.json')) ? ['select', 'run', '--out', out, '--no-progress'] : SELECT.args(root, out)),
+  outputs: ['selected.jsonl', 'scores.csv'],
+};
+
+const KERNEL: KillJob = {
+  name: 'kernel compute',
+  prepare: () => {},
+  // layer 0 only, in blocks of 1 MiB of Jacobian: a dozen blocks, each saved as it finishes
+  args: (_root, out) => ['kernel', 'compute', '--model', EMBEDDED, '--task', join(ROOT, 'src/kernel/tasks/sst2-single-token.yaml'), '--train', join(ROOT, 'assets/demo/sst2-train.jsonl'), '--limit-train', '6', '--eval', join(ROOT, 'assets/demo/sst2-dev.jsonl'), '--limit-eval', '4', '--batch', '4', '--formula', 'sgd', '--params', '\\.h\\.0\\.', '--mem-mb', '1', '--out', out],
+  // "a rerun with the same flags resumes"
+  resume: (root, out) => KERNEL.args(root, out),
+  outputs: ['kernels.safetensors'],
+};
+
+const PRETRAIN: KillJob = {
+  name: 'pretrain',
+  prepare: (root) => {
+    // a small corpus in the shared folder's layout
+    const s = join(root, 'shared');
+    for (const [dir, file, n] of [['tinyshakespeare', 'input.txt', 400], ['wikitext2', 'valid.txt', 200], ['sst2', 'glue_train.jsonl', 200], ['sst2', 'stsa.binary.train.jsonl', 200]] as const) {
+      mkdirSync(join(s, dir), { recursive: true });
+      writeFileSync(join(s, dir, file), readFileSync(join(SHARED_DATA, dir, file), 'utf8').split('\n').slice(0, n).join('\n') + '\n');
+    }
+  },
+  args: (root, out) => ['pretrain', '--shared', join(root, 'shared'), '--vocab-size', '300', '--layers', '1', '--dim', '16', '--heads', '2', '--seq', '16', '--batch', '4', '--steps', '40', '--warmup', '4', '--threads', '1', '--out', out],
+  resume: (root, out) => PRETRAIN.args(root, out),
+  outputs: ['model.safetensors', 'config.json', 'vocab.json', 'merges.txt', 'pretrain_log.jsonl'],
+};
+
 export const KILL_JOBS: readonly KillJob[] = [
-  { name: 'train adam+lora', flags: ['--optimizer', 'adam', '--lr', '1e-2', '--peft', 'lora'], outputs: ['final/adapter_model.safetensors', 'best/adapter_model.safetensors', 'checkpoint/optimizer.safetensors', ...LOGS] },
-  { name: 'train adam full', flags: ['--optimizer', 'adam', '--lr', '1e-3'], outputs: ['final/model.safetensors', 'checkpoint/optimizer.safetensors', ...LOGS] },
-  { name: 'mezo full', flags: ['--optimizer', 'mezo', '--lr', '1e-3', '--zo-eps', '1e-3'], outputs: ['final/model.safetensors', 'trajectory.jsonl', ...LOGS] },
-  { name: 'mezo lora', flags: ['--optimizer', 'mezo', '--lr', '1e-2', '--peft', 'lora'], outputs: ['final/adapter_model.safetensors', 'initial/adapter_model.safetensors', 'trajectory.jsonl', ...LOGS] },
+  trainJob('train adam+lora', ['--optimizer', 'adam', '--lr', '1e-2', '--peft', 'lora'], ['final/adapter_model.safetensors', 'best/adapter_model.safetensors', 'checkpoint/optimizer.safetensors', ...LOGS]),
+  trainJob('train adam full', ['--optimizer', 'adam', '--lr', '1e-3'], ['final/model.safetensors', 'checkpoint/optimizer.safetensors', ...LOGS]),
+  trainJob('mezo full', ['--optimizer', 'mezo', '--lr', '1e-3', '--zo-eps', '1e-3'], ['final/model.safetensors', 'trajectory.jsonl', ...LOGS]),
+  trainJob('mezo lora', ['--optimizer', 'mezo', '--lr', '1e-2', '--peft', 'lora'], ['final/adapter_model.safetensors', 'initial/adapter_model.safetensors', 'trajectory.jsonl', ...LOGS]),
+  SELECT,
+  KERNEL,
+  PRETRAIN,
 ];
 
 interface Exit {
@@ -65,19 +134,14 @@ export interface KillReport {
   problems: string[];
 }
 
-function trainArgs(job: KillJob, data: string, out: string): string[] {
-  return ['train', '--model', MODEL, '--task', 'sst2', '--data', data, '--num-dev', '16', '--max-steps', '12', '--batch-size', '4', '--save-every', '1', '--eval-every', '4', '--seed', '3', ...job.flags, '--out', out];
-}
-
 /** `runs` kills of one job, at moments drawn from `seed`; `root` is a scratch folder (emptied) */
 export async function killJob(job: KillJob, runs: number, seed: number, root: string, onRun?: (k: number, note: string) => void): Promise<KillReport> {
   const report: KillReport = { job: job.name, runs: 0, kills: 0, lost: 0, differing: 0, problems: [] };
   rmSync(root, { recursive: true, force: true });
   mkdirSync(root, { recursive: true });
-  const data = join(root, 'sst2.jsonl');
-  writeFileSync(data, readFileSync(SST2, 'utf8').split('\n').slice(0, 80).join('\n') + '\n');
+  job.prepare(root);
   const base = join(root, 'base');
-  const b = await runCli(trainArgs(job, data, base));
+  const b = await runCli(job.args(root, base));
   if (b.code !== 0) throw new Error(`${job.name}: the uninterrupted run failed: ${b.stderr}`);
   const expected = job.outputs.map((f) => readFileSync(join(base, f)));
   const rng = new Rng(`kill/${seed}/${job.name}`);
@@ -86,13 +150,16 @@ export async function killJob(job: KillJob, runs: number, seed: number, root: st
     const dir = join(root, `run${k}`);
     // anywhere from process start to a little past the uninterrupted run's end
     const at = Math.floor(rng.uniform() * b.ms * 1.1);
-    const first = await runCli(trainArgs(job, data, dir), at);
+    const first = await runCli(job.args(root, dir), at);
     const killed = first.signal === 'SIGKILL';
     if (killed) report.kills++;
     let ok = first.code === 0;
     for (let attempt = 0; !ok && attempt < 3; attempt++) {
-      // killed before config.json existed: nothing to resume, start it again (same folder)
-      const args = existsSync(join(dir, 'config.json')) ? ['train', '--resume', dir] : trainArgs(job, data, dir);
+      const args = job.resume(root, dir);
+      if (args === null) {
+        ok = true;
+        break;
+      }
       const r = await runCli(args);
       ok = r.code === 0;
       if (!ok && attempt === 2) report.problems.push(`run ${k} (killed at ${at} ms): resume failed: ${r.stderr.trim().split('\n').pop()}`);

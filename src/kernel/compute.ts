@@ -78,6 +78,12 @@ export async function prepareKernel(req: ComputeRequest): Promise<PreparedKernel
   const paramSpec = req.params ?? 'all';
   if (paramSpec === 'lora') await attachPeft(model, { kind: 'lora', rank: 8, alpha: 16, dropout: 0, targets: [] }, 0);
   const names = selectParams(model, paramSpec);
+  // a NaN/Inf weight makes every kernel entry NaN: refuse before any work, naming it
+  for (const name of model.allParamNames()) {
+    const d = model.tensor(name);
+    const i = d.findIndex((x) => !Number.isFinite(x));
+    if (i >= 0) throw new LmtuneError('NUMERIC', `kernel: ${model.dir ?? 'the model'}: weight '${name}' holds ${d[i]} at index ${i}`, 'the kernel of a model with non-finite weights is all NaN; check the checkpoint with `lmtune info`');
+  }
   const enc = encodeForKernel(task, model, Object.fromEntries(Object.entries(req.sets).map(([k, v]) => [k, v.examples])));
   const Cm = enc.labelIds.length;
   const N = req.sets.train.examples.length;
@@ -139,6 +145,11 @@ export function finishKernelSets(req: ComputeRequest, prep: PreparedKernel, kern
   const { model, task, formula } = req;
   const { src, source, projector, gemm } = prep;
   const N = req.sets.train!.examples.length;
+  // finite rows can still sum past the float64 range: never write (or solve with) an Inf kernel
+  for (const [name, k] of Object.entries(kernels.kernels)) {
+    const i = k.findIndex((x) => !Number.isFinite(x));
+    if (i >= 0) throw new LmtuneError('NUMERIC', `kernel: '${name}' holds ${k[i]} at entry ${i} (the gradients overflow)`, 'use --proj-dim, or fewer parameters with --params');
+  }
   const labels: Record<string, Int32Array> = {};
   for (const [k, v] of Object.entries(req.sets)) labels[k] = Int32Array.from(v.examples, (e) => e.label);
   const meta: KernelMeta = {

@@ -196,6 +196,16 @@ export class ModelJacobianSource implements JacobianSource {
     return this.blockParams[b]!;
   }
 
+  paramAt(block: number, column: number): string {
+    let rest = column;
+    for (const name of this.blockParams[block] ?? []) {
+      const n = this.model.tensor(name).length;
+      if (rest < n) return `${name}[${rest}]`;
+      rest -= n;
+    }
+    return `column ${column}`;
+  }
+
   async jacobian(set: string, start: number, count: number, block: number): Promise<JacobianBatch> {
     const inputs = this.enc.sets[set]?.slice(start, start + count);
     if (!inputs || inputs.length !== count) throw new LmtuneError('DATA', `kernel: examples [${start}, ${start + count}) of ${set} do not exist`);

@@ -152,11 +152,15 @@ export interface SaveOptions {
   maxShardBytes?: number;
   /** storage dtype: 'F32' (default), 'F16', 'BF16', or 'keep' (each tensor's `dtype` when writable, else F32) */
   dtype?: WritableDtype | 'keep';
+  /** told (once per tensor) when a tensor is stored as F32 because its values overflow the asked dtype */
+  onWarning?: (message: string) => void;
 }
 
 export interface SavedCheckpoint {
   files: string[];
   totalTensorBytes: number;
+  /** tensors stored as F32 instead of F16/BF16 because they would overflow it (see `planCheckpoint`) */
+  widened: string[];
 }
 
 const TORCH_DTYPE: Readonly<Record<WritableDtype, string>> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
@@ -174,6 +178,44 @@ export interface CheckpointPlan {
   index: string | null;
   config: string;
   totalTensorBytes: number;
+  /** tensors kept in F32 because a value overflows the asked F16/BF16 (largest finite f16: 65504) */
+  widened: string[];
+}
+
+/** the first value rounding to ±Inf in `dtype`, or null (f16: |x| ≥ 65520; bf16: |x| past 3.3961e38) */
+function overflowingValue(data: Float32Array, dtype: 'F16' | 'BF16'): { index: number; value: number } | null {
+  const limit = dtype === 'F16' ? 65520 : 2 ** 127 * (511 / 256);
+  for (let i = 0; i < data.length; i++) if (Math.abs(data[i]!) >= limit) return { index: i, value: data[i]! };
+  return null;
+}
+
+/**
+ * The storage dtype of each tensor, checked against its values: a NaN/Inf value is refused (a checkpoint
+ * of a diverged model is not written, as load refuses it), and a finite value that F16/BF16 cannot hold
+ * keeps that tensor in F32 with a warning, so nothing is ever written as an Inf it was not.
+ */
+function checkedEntries(where: string, tensors: ReadonlyMap<string, { shape: readonly number[]; data: Float32Array; dtype?: string }>, opts: SaveOptions): { entries: [string, TensorToWrite][]; widened: string[] } {
+  const widened: string[] = [];
+  const entries = [...tensors].map(([name, t]): [string, TensorToWrite] => {
+    let dtype = storageDtype(t, opts.dtype);
+    const d = t.data;
+    let s = 0;
+    for (let i = 0; i < d.length; i++) s += d[i]! * 0;
+    if (s !== 0) {
+      const i = d.findIndex((x) => !Number.isFinite(x));
+      throw new LmtuneError('NUMERIC', `${where}: tensor '${name}' holds ${d[i]} at index ${i}; refusing to save a checkpoint with non-finite weights`, 'the model diverged; resume from an earlier checkpoint with a lower learning rate');
+    }
+    if (dtype === 'F16' || dtype === 'BF16') {
+      const o = overflowingValue(d, dtype);
+      if (o) {
+        opts.onWarning?.(`${where}: tensor '${name}' is saved as F32, not ${dtype}: its value ${o.value} (index ${o.index}) overflows ${dtype}`);
+        widened.push(name);
+        dtype = 'F32';
+      }
+    }
+    return [name, { shape: t.shape, data: d, dtype }];
+  });
+  return { entries, widened };
 }
 
 /**
@@ -188,7 +230,7 @@ export function planCheckpoint(
   tensors: ReadonlyMap<string, { shape: readonly number[]; data: Float32Array; dtype?: string }>,
   opts: SaveOptions = {},
 ): CheckpointPlan {
-  const entries: [string, TensorToWrite][] = [...tensors].map(([name, t]) => [name, { shape: t.shape, data: t.data, dtype: storageDtype(t, opts.dtype) }]);
+  const { entries, widened } = checkedEntries(where, tensors, opts);
   if (entries.length === 0) throw new LmtuneError('CHECKPOINT', `${where}: refusing to save a checkpoint with no tensors`);
   const sizes = entries.map(([, t]) => tensorBytes(t.shape, t.dtype ?? 'F32'));
   const total = sizes.reduce((a, b) => a + b, 0);
@@ -237,7 +279,7 @@ export function planCheckpoint(
     if ('dtype' in cfg) cfg.dtype = td;
     else cfg.torch_dtype = td;
   }
-  return { weightFiles, index, config: stableStringify(cfg), totalTensorBytes: total };
+  return { weightFiles, index, config: stableStringify(cfg), totalTensorBytes: total, widened };
 }
 
 /**
@@ -259,7 +301,7 @@ export function saveCheckpoint(
   ];
   const written = requireHost('saving a checkpoint').writeFiles(dir, files, (f) => f === SINGLE_FILE || f === INDEX_FILE || SHARD_RE.test(f));
   // config.json first in the list, as callers have always been told
-  return { files: [written[written.length - 1]!, ...written.slice(0, -1)], totalTensorBytes: plan.totalTensorBytes };
+  return { files: [written[written.length - 1]!, ...written.slice(0, -1)], totalTensorBytes: plan.totalTensorBytes, widened: plan.widened };
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -303,8 +345,45 @@ function highlights(c: ModelConfig): Record<string, string | number | boolean | 
   return { ...base, ...familyOf(c).highlights(c) };
 }
 
-/** Facts about a checkpoint folder, read from config.json, the safetensors headers (no tensor data) and the tokenizer. */
-export async function describeCheckpoint(folder: string | Folder): Promise<CheckpointInfo> {
+const FLOAT_WEIGHT_DTYPES = new Set(['F32', 'F16', 'BF16', 'F64']);
+
+/**
+ * What `TransformerModel.load` would refuse in the weights: the first weight stored as a non-float dtype
+ * (from the headers), else, with `readValues`, the first holding NaN/Inf (read one tensor at a time, so
+ * memory stays at one tensor). Null when every weight is a finite float.
+ */
+function weightValueProblem(dir: Folder, headers: readonly SafetensorsHeader[], files: readonly string[], weights: ReadonlySet<string>, readValues: boolean): string | null {
+  for (let f = 0; f < files.length; f++) {
+    for (const [name, t] of headers[f]!.tensors) {
+      if (weights.has(name) && !FLOAT_WEIGHT_DTYPES.has(t.dtype)) return `${dir.path(files[f]!)}: tensor '${name}' is stored as ${t.dtype}; model weights must be floating point (F32, F16, BF16 or F64)`;
+    }
+  }
+  if (!readValues) return null;
+  for (let f = 0; f < files.length; f++) {
+    for (const name of headers[f]!.tensors.keys()) {
+      if (!weights.has(name)) continue;
+      const data = parseSafetensors(dir, files[f]!, new Set([name])).tensors.get(name)!.data;
+      let nan = 0;
+      let inf = 0;
+      for (let i = 0; i < data.length; i++) {
+        const x = data[i]!;
+        if (x !== x) nan++;
+        else if (x === Infinity || x === -Infinity) inf++;
+      }
+      if (nan + inf === 0) continue;
+      const what = nan === data.length ? 'is all NaN' : inf === data.length ? 'is all Inf' : `holds ${nan} NaN and ${inf} Inf value(s) of ${data.length}`;
+      return `${dir.path(files[f]!)}: tensor '${name}' ${what}`;
+    }
+  }
+  return null;
+}
+
+/**
+ * Facts about a checkpoint folder, read from config.json, the safetensors headers and the tokenizer;
+ * with `values` (the default) the tensor check also reads every weight once (a tensor at a time) for
+ * integer dtypes and NaN/Inf, the garbage a header cannot show.
+ */
+export async function describeCheckpoint(folder: string | Folder, opts: { values?: boolean } = {}): Promise<CheckpointInfo> {
   const dir = asFolder(folder, 'describing a checkpoint');
   const raw = readConfigJson(dir);
   const parsed = parseModelConfig(raw, dir.path('config.json'));
@@ -326,6 +405,8 @@ export async function describeCheckpoint(folder: string | Folder): Promise<Check
     if (check.tiedHeadAbsent) notes.push('LM head tied to the token embedding (no head tensor stored)');
     if (check.buffers.length) notes.push(`${check.buffers.length} buffer tensor(s) ignored (e.g. ${check.buffers[0]})`);
     if (check.unexpected.length) notes.push(`${check.unexpected.length} tensor(s) the config does not use (e.g. ${check.unexpected[0]})`);
+    tensorCheck = weightValueProblem(dir, headers, layout.files, new Set(check.resolved.values()), opts.values !== false) ?? 'ok';
+    if (opts.values === false) notes.push('tensor values not read for NaN/Inf (--no-values)');
   } catch (e) {
     if (!(e instanceof LmtuneError)) throw e;
     tensorCheck = e.message;

@@ -17,7 +17,8 @@ import type { Folder } from '../util/folder.ts';
 import { asFolder } from '../util/host.ts';
 import { type Backend, type Executable, Graph, type Value, compile, grad, toFloat64, type Feeds, type OutputTensor } from '../engine/index.ts';
 import { type ModelConfig, attentionWindow, checkTensors, kvHeads, loadModelConfig, parseModelConfig, reconcileWithTensors } from './config.ts';
-import { loadCheckpointTensors, saveCheckpoint } from './checkpoint.ts';
+import { loadCheckpointTensors, readCheckpointHeaders, saveCheckpoint } from './checkpoint.ts';
+import { checkMemory, estimateMemory, memoryBudget, type TrainingFootprint } from './memory.ts';
 import { loadTokenizer } from './tokenizer.ts';
 import { WeightStore } from './weights.ts';
 import { ForwardContext, type ForwardInputs } from './forward.ts';
@@ -30,10 +31,13 @@ import { familyOf } from './families/index.ts';
 export interface ModelOptions {
   backend?: Backend;
   threads?: number;
-  /** put weights in SharedArrayBuffers (parallel MeZO perturbation) */
+  /** put weights in SharedArrayBuffers, for worker threads (no caller in lmtune sets it since the MeZO
+   *  perturbation pool was removed: docs/zo.md; onnxruntime-node refuses such weights as graph inputs) */
   sharedWeights?: boolean;
   /** rows per scoring batch */
   evalBatch?: number;
+  /** what a training run will keep per trainable weight, for the up-front memory check (models/memory.ts) */
+  training?: TrainingFootprint;
 }
 
 /** What a caller's head sees (`TransformerModel.runHead`). */
@@ -122,6 +126,13 @@ export class TransformerModel {
     const src = asFolder(folder, 'loading a model');
     const dir = src.label;
     const cfg0 = loadModelConfig(src);
+    const available = memoryBudget();
+    if (available) {
+      // from the headers alone, before a byte of tensor data is read
+      let elements = 0;
+      for (const h of readCheckpointHeaders(src).headers) for (const t of h.tensors.values()) elements += t.shape.reduce((p, d) => p * d, 1);
+      checkMemory(`model ${dir}`, elements, estimateMemory(elements, opts.training), available, opts.training);
+    }
     const { tensors } = await loadCheckpointTensors(src);
     const { config: cfg } = reconcileWithTensors(cfg0, tensors);
     const check = checkTensors(cfg, tensors, dir);

@@ -346,6 +346,15 @@ export function serializeSafetensors(
     if (!t.shape.every(isNonNegInt) || n !== t.data.length) {
       throw new LmtuneError('SHAPE', `${path}: tensor '${name}' has shape [${t.shape.join(', ')}] (${n} elements) but ${t.data.length} values`);
     }
+    if (dtype === 'F16' || dtype === 'BF16') {
+      // the last line of defence (checkpoints store such tensors as F32 before this): a finite value
+      // never silently becomes ±Inf on disk. f16 rounds |x| ≥ 65520 to Inf, bf16 |x| past 3.3961e38
+      const limit = dtype === 'F16' ? 65520 : 2 ** 127 * (511 / 256);
+      for (let i = 0; i < n; i++) {
+        const x = t.data[i]!;
+        if (Math.abs(x) >= limit && Number.isFinite(x)) throw new LmtuneError('NUMERIC', `${path}: tensor '${name}': the value ${x} at index ${i} overflows ${dtype} (it would be written as Inf)`, 'store the tensor as F32');
+      }
+    }
     const bytes = n * DTYPE_BYTES[dtype];
     header[name] = { dtype, shape: [...t.shape], data_offsets: [offset, offset + bytes] };
     offset += bytes;

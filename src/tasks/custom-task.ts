@@ -17,7 +17,7 @@
  *
  * `{{` and `}}` are literal braces. Every problem is reported as file:line.
  */
-import { isMap, isScalar, LineCounter, parseDocument, type Node } from 'yaml';
+import { isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
 import { LmtuneError } from '../util/errors.ts';
 import { readTextFile, requireHost } from '../util/host.ts';
 import { getLabel, getString, getStringList } from './fields.ts';
@@ -88,7 +88,10 @@ export function parseTaskFile(text: string, file: string): Task {
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
-    const line = e.linePos?.[0].line ?? 1;
+    // with prettyErrors off, yaml leaves `linePos` unset: the line comes from the error's offset; an
+    // error found at the end of the text (an unclosed bracket or quote) belongs to the last written line
+    const lastChar = text.trimEnd().length - 1;
+    const line = e.linePos?.[0].line ?? lc.linePos(Math.max(0, Math.min(e.pos[0], lastChar))).line;
     throw new LmtuneError('CONFIG', `${file}:${line}: ${e.message.split('\n')[0]}`);
   }
   if (!isMap(doc.contents)) throw new LmtuneError('CONFIG', `${file}:1: a task file must be a mapping of keys (name, prompt, labels, ...)`);
@@ -106,6 +109,19 @@ export function parseTaskFile(text: string, file: string): Task {
   }
   const raw = doc.toJS() as Record<string, unknown>;
   const at = (k: Key) => `${file}:${lineOf.get(k) ?? 1}`;
+  /** file:line of an entry of a list value (by index) or a mapping value (by key), else of the key `k` */
+  const atEntry = (k: Key, entry: number | string): string => {
+    const n = nodes.get(k);
+    let start: number | undefined;
+    if (n && isSeq(n) && typeof entry === 'number') {
+      const item = n.items[entry];
+      start = isNode(item) ? item.range?.[0] : undefined;
+    } else if (n && isMap(n)) {
+      const pair = n.items.find((p) => isScalar(p.key) && String(p.key.value) === String(entry));
+      start = isNode(pair?.key) ? pair.key.range?.[0] : undefined;
+    }
+    return start === undefined ? at(k) : `${file}:${lc.linePos(start).line}`;
+  };
   const str = (k: Key): string | undefined => {
     const v = raw[k];
     if (v === undefined || v === null) return undefined;
@@ -136,15 +152,23 @@ export function parseTaskFile(text: string, file: string): Task {
     if (Array.isArray(labels)) {
       labelNames = labels.map((_, i) => String(i));
       labelWords = labels.map((w) => String(w));
-      if (labels.some((w) => typeof w !== 'string')) throw new LmtuneError('CONFIG', `${at('labels')}: label words must be strings`);
+      const bad = labels.findIndex((w) => typeof w !== 'string');
+      if (bad >= 0) throw new LmtuneError('CONFIG', `${atEntry('labels', bad)}: label words must be strings, got ${JSON.stringify(labels[bad])}`);
     } else if (labels !== null && typeof labels === 'object') {
       for (const [k, w] of Object.entries(labels as Record<string, unknown>)) {
-        if (typeof w !== 'string' || w === '') throw new LmtuneError('CONFIG', `${at('labels')}: label ${JSON.stringify(k)} needs a non-empty word, got ${JSON.stringify(w)}`);
+        if (typeof w !== 'string' || w === '') throw new LmtuneError('CONFIG', `${atEntry('labels', k)}: label ${JSON.stringify(k)} needs a non-empty word, got ${JSON.stringify(w)}`);
         labelNames.push(k);
         labelWords.push(w);
       }
     } else throw new LmtuneError('CONFIG', `${at('labels')}: "labels" must be a mapping or a list`);
     if (labelNames.length < 2) throw new LmtuneError('CONFIG', `${at('labels')}: need at least two labels`);
+    // two classes with one word cannot be told apart: every prediction of one is scored as the other
+    const seen = new Map<string, string>();
+    labelWords.forEach((w, i) => {
+      const other = seen.get(w);
+      if (other !== undefined) throw new LmtuneError('CONFIG', `${atEntry('labels', Array.isArray(labels) ? i : labelNames[i]!)}: labels ${JSON.stringify(other)} and ${JSON.stringify(labelNames[i])} have the same word ${JSON.stringify(w)}`, 'give every label its own word');
+      seen.set(w, labelNames[i]!);
+    });
   } else if (raw['labels'] !== undefined) {
     throw new LmtuneError('CONFIG', `${at('labels')}: "labels" only applies to classification tasks`);
   }

@@ -20,15 +20,17 @@ import { Rng } from '../util/rng.ts';
 import { faultPoint } from '../util/fault.ts';
 import { asLanguageModel, copyTokenizerFiles, loadTransformer, saveAdapters, type TransformerModel } from '../models/index.ts';
 import { attachPeft } from '../peft/index.ts';
+import { optimizerSlots, type TrainingFootprint } from '../models/memory.ts';
 import { evaluate, loadExamples, mezoSplit, resolveTask, type EvalResult, type Example, type Task } from '../tasks/index.ts';
 import { lrAt, type Schedule } from '../optim/schedule.ts';
 import { buildLossRequest, defaultObjective, encodeExample, lossUnits, type Encoded, type ObjectiveMode } from './batches.ts';
 import { ChatTrainingData, type ChatDataReport } from './chat-batches.ts';
 import { readCheckpoint, writeCheckpoint, type RunState } from './checkpoint.ts';
 import type { TrainConfig } from './options.ts';
-import { makeStepper, type BatchRequest, type Stepper } from './stepper.ts';
+import { makeStepper, type BatchRequest, type Stepper, type StepResult } from './stepper.ts';
 import { writeRunReport } from './report.ts';
 import { validateRunConfig } from './validate.ts';
+import { checkpointDigest, commonStartStep, keepPreviousCheckpoint, localStartSteps, replicaConfig, selectCheckpoint, shareCapacity, shareOf, type DataParallel } from './data-parallel.ts';
 import { claimFolder, readMarker, replaceFolder, writeMarker } from '../node/outputs.ts';
 
 export interface StepEvent {
@@ -52,8 +54,9 @@ export interface TrainHooks {
   onStep?: (e: StepEvent) => void;
   onEval?: (e: EvalEvent) => void;
   onMessage?: (m: string) => void;
-  /** test hook: called after each step's log line is written (kill tests stop the process here) */
-  afterStep?: (step: number) => void;
+  /** test hook: called after each step's log line is written (kill tests stop the process here; the
+   * numerics tests poison a weight through `model`) */
+  afterStep?: (step: number, model: TransformerModel) => void;
 }
 
 export interface TrainSummary {
@@ -81,7 +84,7 @@ interface Prepared {
 }
 
 async function prepare(cfg: TrainConfig): Promise<Prepared> {
-  const model = await loadTransformer(cfg.model, { ...(cfg.threads ? { threads: cfg.threads } : {}), sharedWeights: false });
+  const model = await loadTransformer(cfg.model, { ...(cfg.threads ? { threads: cfg.threads } : {}), sharedWeights: false, training: trainingFootprint(cfg) });
   const task = resolveTask(cfg.task);
   const chat = ChatTrainingData.forTask(task, model, { maxLength: cfg.maxLength, skipInvalid: cfg.skipInvalid ?? false, truncation: cfg.truncation ?? 'right' });
   const load = (file: string): Example[] => (chat ? chat.load(file) : loadExamples(task, file));
@@ -98,8 +101,22 @@ async function prepare(cfg: TrainConfig): Promise<Prepared> {
   }
   dev = dev.slice(0, cfg.devLimit);
   await attachPeft(model, cfg.peft, cfg.seed);
+  if (cfg.objective === 'quad') throw new LmtuneError('CONFIG', 'the quad objective is a language-modelling loss on text: it runs through trainQuad (src/pretrain/quad-train.ts), not the task loop');
   const mode = cfg.objective === 'auto' ? defaultObjective(task, model) : cfg.objective;
   return { model, task, train, dev, mode, chat };
+}
+
+/** what the run keeps per trainable weight, for the memory check before the model is loaded */
+function trainingFootprint(cfg: TrainConfig): TrainingFootprint {
+  const o = cfg.optimizer;
+  const full = cfg.peft.kind === 'full' && !cfg.peft.only;
+  if (o.name === 'mezo') {
+    const method = o.zoMethod ?? o.zoRule;
+    return { what: `MeZO (${method}) state`, copiesPerTrainable: optimizerSlots(method), full };
+  }
+  // a gradient, an accumulator with --grad-accum, and the optimizer's slots
+  const slots = optimizerSlots(o.name);
+  return { what: `gradients${cfg.gradAccum > 1 ? ' + accumulator' : ''}${slots ? ` + ${o.name} state` : ''}`, copiesPerTrainable: 1 + (cfg.gradAccum > 1 ? 1 : 0) + slots, full };
 }
 
 function schedule(cfg: TrainConfig): Schedule {
@@ -110,7 +127,7 @@ function schedule(cfg: TrainConfig): Schedule {
 
 /** keeps only lines whose `step` is at most `step` (after a resume) */
 /** the step-0 and last evaluations of a run's eval.jsonl (a run resumed with no step left to take) */
-function loggedEvals(path: string, lastStep: number): { initialEval: EvalEvent | null; finalEval: EvalEvent | null } {
+export function loggedEvals(path: string, lastStep: number): { initialEval: EvalEvent | null; finalEval: EvalEvent | null } {
   const evs = existsSync(path)
     ? readFileSync(path, 'utf8')
         .split('\n')
@@ -120,12 +137,12 @@ function loggedEvals(path: string, lastStep: number): { initialEval: EvalEvent |
   return { initialEval: evs.find((e) => e.step === 0) ?? null, finalEval: evs.find((e) => e.step === lastStep) ?? null };
 }
 
-function loggedLastLoss(path: string): number {
+export function loggedLastLoss(path: string): number {
   const lines = existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter((l) => l.trim() !== '') : [];
   return lines.length ? (JSON.parse(lines[lines.length - 1]!) as { loss: number }).loss : Number.NaN;
 }
 
-function truncateJsonl(path: string, step: number): void {
+export function truncateJsonl(path: string, step: number): void {
   if (!existsSync(path)) return;
   const keep = readFileSync(path, 'utf8')
     .split('\n')
@@ -141,7 +158,7 @@ function truncateJsonl(path: string, step: number): void {
 }
 
 /** appends JSON lines; a line torn by a kill is dropped by `truncateJsonl` on resume */
-class JsonlWriter {
+export class JsonlWriter {
   private buffer: string[] = [];
   constructor(private readonly path: string) {}
   push(o: unknown): void {
@@ -210,6 +227,29 @@ function encodedOf(e: Example, task: Task, model: TransformerModel, cache: Map<E
   return enc;
 }
 
+/**
+ * The first of `names` holding NaN/Inf, as "weight 'x' holds NaN at index i"; null when all are finite.
+ * One multiply-add per value (x·0 is NaN exactly for NaN/±Inf), so it runs before every checkpoint.
+ */
+export function nonFiniteWeight(model: TransformerModel, names: readonly string[] = model.allParamNames()): string | null {
+  for (const n of names) {
+    const d = model.tensor(n);
+    let s = 0;
+    for (let i = 0; i < d.length; i++) s += d[i]! * 0;
+    if (s === 0) continue;
+    for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i]!)) return `weight '${n}' holds ${d[i]} at index ${i}`;
+  }
+  return null;
+}
+
+/** the error that stops a run at `step`: what went wrong, the weight that is not finite, the checkpoint to resume from */
+function numericStop(step: number, what: string, hint: string | undefined, model: TransformerModel | null, runDir: string, checkpointed: number): LmtuneError {
+  const bad = model ? nonFiniteWeight(model) : null;
+  const ck = join(runDir, 'checkpoint');
+  const resume = checkpointed > 0 || existsSync(join(ck, 'state.json')) ? `the last good checkpoint is ${ck} (step ${checkpointed}); lower the learning rate and resume` : 'no checkpoint was written yet; lower the learning rate and start again';
+  return new LmtuneError('NUMERIC', `step ${step}: ${what}${bad ? ` (${bad})` : ''}`, hint ? `${hint}; ${resume}` : resume);
+}
+
 function trainableSnapshot(model: TransformerModel): Map<string, { shape: readonly number[]; data: Float32Array }> {
   const m = new Map<string, { shape: readonly number[]; data: Float32Array }>();
   for (const n of model.trainableNames()) {
@@ -251,13 +291,18 @@ export function claimRunFolder(runDir: string, flag = '--out'): void {
   claimFolder(runDir, { kind: 'run' }, flag);
 }
 
-export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks = {}, resume = false): Promise<TrainSummary> {
+/**
+ * `dp`: this process is one rank of a data-parallel MeZO run (train/data-parallel.ts); `runDir` is then
+ * this rank's folder (`replicaDir`). Only rank 0 evaluates dev, keeps best/ and writes final/ and the
+ * report; every rank writes its log, trajectory and checkpoints (identical bytes, checked by the tests).
+ */
+export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks = {}, resume = false, dp?: DataParallel): Promise<TrainSummary> {
   const t0 = performance.now();
   claimRunFolder(runDir, resume ? '--resume' : '--out');
   const configPath = join(runDir, 'config.json');
   if (!resume) {
     // absolute paths, so `--resume` works from any working directory
-    cfg = { ...cfg, model: resolve(cfg.model), data: resolve(cfg.data), dev: cfg.dev ? resolve(cfg.dev) : null, task: existsSync(cfg.task) ? resolve(cfg.task) : cfg.task };
+    cfg = absolutePaths(cfg);
     if (existsSync(join(runDir, 'checkpoint', 'state.json')) || existsSync(join(runDir, 'checkpoint.old', 'state.json'))) {
       throw new LmtuneError('CONFIG', `${runDir} already holds a run`, 'continue it with --resume, or choose another --out');
     }
@@ -272,7 +317,14 @@ export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks 
   // it exists complete or not at all); the adapters here are still the seeded initial ones, as the
   // checkpoint is restored below.
   if (cfg.optimizer.name === 'mezo' && cfg.peft.kind !== 'full' && (!resume || !existsSync(join(runDir, 'initial')))) saveModelFolder(model, join(runDir, 'initial'), 'initial');
-  const stepper: Stepper = makeStepper(cfg, model, runDir);
+  const stepper: Stepper = makeStepper(cfg, model, runDir, dp);
+  if (dp) {
+    // the ranks meet (same command, or refused) and agree on the step to start from before anything is read
+    const joins = await dp.join({ config: replicaConfig(cfg), steps: localStartSteps(runDir) });
+    const start = commonStartStep(joins.map((j) => j.steps));
+    if (selectCheckpoint(runDir, start)) hooks.onMessage?.(`data-parallel rank ${dp.rank}: going back to step ${start}, the newest checkpoint all ${dp.world} ranks have`);
+    hooks.onMessage?.(`data-parallel: rank ${dp.rank} of ${dp.world}, starting at step ${start}`);
+  }
   const order = new DataOrder(trainSet.length, cfg.seed);
   let state: RunState = { step: 0, data: { epoch: 0, cursor: 0 }, best: null, optimizerScalars: {}, extra: {} };
 
@@ -309,8 +361,9 @@ export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks 
     // a run resumed at step 0 evaluates step 0 again: drop that line too, or it would appear twice
     truncateJsonl(join(runDir, 'log.jsonl'), state.step);
     truncateJsonl(join(runDir, 'eval.jsonl'), state.step === 0 && cfg.evalEvery > 0 ? -1 : state.step);
+    if (dp) truncateJsonl(join(runDir, 'checkpoints.jsonl'), state.step);
   } else {
-    for (const f of ['log.jsonl', 'eval.jsonl']) rmSync(join(runDir, f), { force: true });
+    for (const f of ['log.jsonl', 'eval.jsonl', 'checkpoints.jsonl']) rmSync(join(runDir, f), { force: true });
   }
 
   const log = new JsonlWriter(join(runDir, 'log.jsonl'));
@@ -318,6 +371,8 @@ export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks 
   const sched = schedule(cfg);
   const nextBatch = (): BatchRequest => {
     const idx = order.next(cfg.batchSize);
+    // data-parallel: every rank draws the same global batch and keeps its share (padded to the largest)
+    if (dp) return buildLossRequest(shareOf(idx, dp.rank, dp.world).map((i) => encodedOf(trainSet[i]!, task, model, encodeCache)), mode, model, shareCapacity(cfg.batchSize, dp.world));
     return buildLossRequest(idx.map((i) => encodedOf(trainSet[i]!, task, model, encodeCache)), mode, model, cfg.batchSize);
   };
 
@@ -337,7 +392,9 @@ export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks 
     return ev;
   };
 
-  if (state.step === 0 && cfg.evalEvery > 0) initialEval = await runEval(0);
+  // data-parallel: dev is evaluated by rank 0 only (the weights are the same everywhere)
+  const evaluates = !dp || dp.rank === 0;
+  if (state.step === 0 && cfg.evalEvery > 0 && evaluates) initialEval = await runEval(0);
   if (resume && state.step >= cfg.maxSteps) {
     // killed after the last checkpoint, before the summary: every step and evaluation is logged; finish
     ({ initialEval, finalEval } = loggedEvals(join(runDir, 'eval.jsonl'), cfg.maxSteps));
@@ -347,9 +404,23 @@ export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks 
   let lastLoss = resume && state.step >= cfg.maxSteps ? loggedLastLoss(join(runDir, 'log.jsonl')) : Number.NaN;
   for (let step = state.step; step < cfg.maxSteps; step++) {
     const lr = lrAt(sched, step);
-    const r = await stepper.step(nextBatch, step, lr);
-    if (!Number.isFinite(r.loss)) {
-      throw new LmtuneError('NUMERIC', `step ${step + 1}: the training loss is ${r.loss}`, `the last good checkpoint is ${join(runDir, 'checkpoint')} (step ${state.step}); lower the learning rate and resume`);
+    let r: StepResult;
+    try {
+      r = await stepper.step(nextBatch, step, lr);
+    } catch (e) {
+      // MeZO's losses at θ ± εz and its projected gradient, a ZO method's step scalars: name the step
+      if (e instanceof LmtuneError && e.code === 'NUMERIC') throw numericStop(step + 1, e.message, e.hint, model, runDir, state.step);
+      throw e;
+    }
+    if (!Number.isFinite(r.loss)) throw numericStop(step + 1, `the training loss is ${r.loss}`, undefined, model, runDir, state.step);
+    const last = step + 1 === cfg.maxSteps;
+    const evalNow = cfg.evalEvery > 0 && evaluates && ((step + 1) % cfg.evalEvery === 0 || last);
+    const saveNow = (step + 1) % cfg.saveEvery === 0 || last;
+    // a finite loss does not prove the update was finite (an overflowing step): nothing non-finite
+    // reaches best/, checkpoint/ or final/, so the last checkpoint on disk stays a good one
+    if (evalNow || saveNow) {
+      const bad = nonFiniteWeight(model, model.trainableNames());
+      if (bad) throw numericStop(step + 1, `after the update, ${bad}`, undefined, null, runDir, state.step);
     }
     lastLoss = r.loss;
     const done = step + 1 - startStep;
@@ -360,27 +431,29 @@ export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks 
     state.data = { epoch: order.epoch, cursor: order.cursor };
     faultPoint(`logged:${step + 1}`);
     hooks.onStep?.({ step: step + 1, maxSteps: cfg.maxSteps, loss: r.loss, lr, stepsPerSecond: sps, etaSeconds: (cfg.maxSteps - step - 1) / sps });
-    const last = step + 1 === cfg.maxSteps;
-    if (cfg.evalEvery > 0 && ((step + 1) % cfg.evalEvery === 0 || last)) {
+    if (evalNow) {
       log.flush();
       finalEval = await runEval(step + 1);
     }
-    if ((step + 1) % cfg.saveEvery === 0 || last) {
+    if (saveNow) {
       log.flush();
       stepper.flush();
+      if (dp) keepPreviousCheckpoint(runDir);
       writeCheckpoint(join(runDir, 'checkpoint'), {
         state: { ...state, optimizerScalars: stepper.stateScalars(), extra: stepper.extraState() },
         trainable: trainableSnapshot(model),
         optimizer: stepper.stateTensors(),
       });
+      if (dp) appendFileSync(join(runDir, 'checkpoints.jsonl'), JSON.stringify({ step: step + 1, sha256: checkpointDigest(join(runDir, 'checkpoint')) }) + '\n');
     }
-    hooks.afterStep?.(step + 1);
+    hooks.afterStep?.(step + 1, model);
     faultPoint(`step:${step + 1}`);
   }
   log.flush();
   stepper.flush();
-  const finalDir = join(runDir, 'final');
-  saveModelFolder(model, finalDir, 'final');
+  // data-parallel replicas: their last checkpoint holds the same weights as rank 0's final/
+  const finalDir = evaluates ? join(runDir, 'final') : join(runDir, 'checkpoint');
+  if (evaluates) saveModelFolder(model, finalDir, 'final');
   const summary: TrainSummary = {
     runDir,
     steps: state.step,
@@ -393,13 +466,21 @@ export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks 
     examples: { train: trainSet.length, dev: dev.length },
     ...(chat ? { chat: chatSummary(chat.report) } : {}),
   };
+  // summary.json last: it marks the run finished (resume refuses a finished run), so everything a
+  // finished run has exists before it (a kill between the two left a run without report.html)
+  if (evaluates) writeRunReport(runDir, cfg, { sizes: summary.examples ?? null, seconds: summary.seconds });
+  faultPoint('finishing');
   atomicWrite(join(runDir, 'summary.json'), stableStringify({ ...summary, seconds: undefined }));
-  writeRunReport(runDir, cfg, { sizes: summary.examples ?? null, seconds: summary.seconds });
   return summary;
 }
 
 function chatSummary(r: ChatDataReport): NonNullable<TrainSummary['chat']> {
   return { rows: r.rows, truncated: r.truncated, skipped: r.skipped.length, maxLength: r.maxLength };
+}
+
+/** the config with absolute model, data, dev and task-file paths (as a run's config.json stores it) */
+export function absolutePaths(cfg: TrainConfig): TrainConfig {
+  return { ...cfg, model: resolve(cfg.model), data: resolve(cfg.data), dev: cfg.dev ? resolve(cfg.dev) : null, task: existsSync(cfg.task) ? resolve(cfg.task) : cfg.task };
 }
 
 export function readRunConfig(runDir: string): TrainConfig {

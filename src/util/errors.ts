@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'CONFIG' // a config file or flag value is invalid
   | 'NUMERIC' // NaN/Inf loss, divergence
   | 'RUNTIME' // the execution backend failed
+  | 'RESOURCE' // the work would not fit the available memory (refused before it starts)
   | 'UNSUPPORTED'
   | 'IO';
 
