@@ -21,6 +21,8 @@ import { asLanguageModel, loadTransformer } from '../src/models/index.ts';
 import { attachPeft } from '../src/peft/index.ts';
 import { RademacherProjection } from '../src/projection/rademacher.ts';
 import { SrhtProjection } from '../src/projection/srht.ts';
+import { KroneckerProjection } from '../src/projection/kronecker.ts';
+import { kroneckerFeatures, kroneckerMatrices, loraTokenRows } from '../src/select/kronecker.ts';
 import { applyAdam, gradLayout, normalizeRows, perExampleGradients, type GradExample } from '../src/select/features.ts';
 import { runStage } from '../src/select/pipeline.ts';
 import type { SelectConfig } from '../src/select/config.ts';
@@ -65,6 +67,13 @@ export async function benchLess(threads: number): Promise<Record<string, unknown
   t = performance.now();
   normalizeRows(await srht.project(all, examples), examples, SHAPE.projDim);
   const srhtSeconds = (performance.now() - t) / 1000;
+  // the structured path: activations and output gradients → P_out G P_inᵀ per LoRA matrix, factored Adam,
+  // never a per-example gradient (src/select/kronecker.ts); its graph is compiled in a warm-up batch
+  const kron = new KroneckerProjection({ seed: 0, matrices: kroneckerMatrices(model, layout), outDim: SHAPE.projDim, threads });
+  await kroneckerFeatures(model, layout, exs.slice(0, batchSize), { batchSize, kind: 'adam', moments, projections: [kron] });
+  t = performance.now();
+  await kroneckerFeatures(model, layout, exs, { batchSize, kind: 'adam', moments, projections: [kron] });
+  const kronSeconds = (performance.now() - t) / 1000;
   const torch = torchBaseline('less', ['--layers', '12', '--d', '768', '--heads', '12', '--vocab', '50257', '--seq', '128', '--lora-r', '8', '--proj-dim', '8192', '--examples', String(examples)], threads);
   const torchRate = torch && typeof torch.less_examples_per_s === 'number' ? torch.less_examples_per_s : null;
   const rate = examples / seconds;
@@ -80,6 +89,8 @@ export async function benchLess(threads: number): Promise<Record<string, unknown
     projection_seconds: Math.round(projSeconds * 10) / 10,
     less_structured_examples_per_s: Math.round((examples / (gradSeconds + srhtSeconds)) * 100) / 100,
     srht_projection_seconds: Math.round(srhtSeconds * 10) / 10,
+    less_kronecker_examples_per_s: Math.round((examples / kronSeconds) * 100) / 100,
+    kronecker_seconds: Math.round(kronSeconds * 10) / 10,
     torch_less_examples_per_s: torchRate,
     speedup_vs_torch: torchRate ? Math.round((rate / torchRate) * 1000) / 1000 : null,
     ...(torch && 'error' in torch ? { torch_error: torch.error } : {}),
@@ -299,6 +310,11 @@ export async function lessProjectionQuality(threads: number): Promise<Record<str
   };
   const G: Float32Array[] = [];
   const V: Float32Array[] = [];
+  // the structured path's features (factored Adam for the pool, plain for the target), per dimension
+  const kronDims = [1024, 8192];
+  const kps = kronDims.map((d) => new KroneckerProjection({ seed: 0, matrices: kroneckerMatrices(model, layout), outDim: d, threads }));
+  const KG: Float32Array[][] = kronDims.map(() => []);
+  const KV: Float32Array[][] = kronDims.map(() => []);
   for (const ck of warm.checkpoints) {
     const dir = join(sel, ck.dir);
     for (const [k, t] of readSafetensors(join(dir, 'trainable.safetensors')).tensors) model.tensor(k).set(t.data);
@@ -306,6 +322,12 @@ export async function lessProjectionQuality(threads: number): Promise<Record<str
     const moments = new Map(layout.names.map((n) => [n, { expAvg: opt.get(`exp_avg:${n}`)!.data, expAvgSq: opt.get(`exp_avg_sq:${n}`)!.data }]));
     G.push(await features(subset.map((i) => pool.encoded.get(i)!), moments));
     V.push(await features(tIdx.map((i) => target.encoded.get(i)!), null));
+    const kg = await kroneckerFeatures(model, layout, subset.map((i) => pool.encoded.get(i)!), { batchSize: 16, kind: 'adam', moments, projections: kps });
+    const kv = await kroneckerFeatures(model, layout, tIdx.map((i) => target.encoded.get(i)!), { batchSize: 16, kind: 'sgd', projections: kps });
+    kronDims.forEach((_, p) => {
+      KG[p]!.push(kg.features[p]!);
+      KV[p]!.push(kv.features[p]!);
+    });
   }
   const tRows = readChatFile(cfg.target, { skipInvalid: true }).rows.filter((r) => target.encoded.has(r.index));
   const groups = subtaskGroups(tRows.map((r) => r.chat.subtask), [], cfg.match.aggregate);
@@ -328,9 +350,113 @@ export async function lessProjectionQuality(threads: number): Promise<Record<str
     const Vp = await Promise.all(V.map((v) => proj(v, tIdx.length)));
     res[`srht_d${d}`] = compare(new Matcher(Vp, tIdx.length, d, warm.checkpoints.map((c) => c.lr), groups).score(Gp, subset.length));
   }
+  const lrs = warm.checkpoints.map((c) => c.lr);
+  for (const [p, d] of kronDims.entries()) {
+    // the structured path as `select grads --projection kronecker` computes it (factored Adam)
+    res[`kronecker_d${d}`] = compare(new Matcher(KV[p]!, tIdx.length, d, lrs, groups).score(KG[p]!, subset.length));
+    // the same projection of the exact Adam features: the projection's own error, without the Adam approximation
+    const proj = async (x: Float32Array, n: number): Promise<Float32Array> => normalizeRows(await kps[p]!.project(x, n), n, d);
+    const Gp: Float32Array[] = [];
+    for (const g of G) Gp.push(await proj(g, subset.length));
+    const Vp: Float32Array[] = [];
+    for (const v of V) Vp.push(await proj(v, tIdx.length));
+    res[`kronecker_exact_adam_d${d}`] = compare(new Matcher(Vp, tIdx.length, d, lrs, groups).score(Gp, subset.length));
+  }
   return res;
 }
 
 if (process.argv[1] && process.argv[1].endsWith('less.ts') && process.argv[2] === 'quality') {
   process.stdout.write(JSON.stringify(await lessProjectionQuality(Number(process.env.LMTUNE_THREADS ?? 2))) + '\n');
+}
+
+// ------------------------------------------------------------- per-example vs structured (Kronecker)
+
+/**
+ * `node --import tsx bench/less.ts speed [--model tiny|gpt2] [--examples n] [--batch b] [--proj-dim d]`:
+ * seconds per example of (a) the engine's per-example gradients + Adam + dense projection, (b) the same
+ * gradients + SRHT, (c) the Kronecker path (one forward/backward for activations and output gradients,
+ * factored Adam, P_out G P_inᵀ), with the gradient pass of (a)/(b) and the forward/backward of (c) timed
+ * apart. tiny: the embedded model on real pool rows (64 tokens, LoRA r = 8 on c_attn); gpt2: the
+ * GPT-2-small shape of `bench -- less` (128 random tokens, LoRA on c_attn and c_proj).
+ */
+export async function benchLessSpeed(threads: number): Promise<Record<string, unknown>> {
+  const args = process.argv.slice(2);
+  const arg = (k: string, d: string): string => (args.includes(k) ? args[args.indexOf(k) + 1]! : d);
+  const which = arg('--model', 'tiny');
+  const rng = new Rng(1);
+  let model;
+  let exs: GradExample[];
+  if (which === 'gpt2') {
+    model = gpt2Small(threads);
+    await attachPeft(model, { kind: 'lora', rank: 8, alpha: 32, dropout: 0, targets: ['attn\\.c_attn$', 'attn\\.c_proj$'] }, 0);
+    exs = Array.from({ length: Number(arg('--examples', '8')) }, () => {
+      const ids = Array.from({ length: SHAPE.seq }, () => rng.int(SHAPE.vocab));
+      const supervised = new Uint8Array(SHAPE.seq).fill(1);
+      supervised[0] = 0;
+      return { ids, supervised };
+    });
+  } else {
+    model = await loadTransformer(MODEL, { threads });
+    await attachPeft(model, { kind: 'lora', rank: 8, alpha: 32, dropout: 0, targets: [] }, 0);
+    const { readChatFile, encodeRows } = await import('../src/select/pool.ts');
+    const pool = encodeRows(readChatFile(join(SHARED, 'instruct-pool/pool.jsonl'), { skipInvalid: true }), model.tokenizer!, 64, true, 'left');
+    exs = [...pool.encoded.keys()].sort((a, b) => a - b).slice(0, Number(arg('--examples', '64'))).map((i) => pool.encoded.get(i)!);
+  }
+  const batchSize = Number(arg('--batch', which === 'gpt2' ? '8' : '16'));
+  const dim = Number(arg('--proj-dim', '8192'));
+  for (const n of model.adapters!.names()) if (n.endsWith('lora_B.weight')) model.tensor(n).forEach((_, i, a) => (a[i] = 1e-3 * rng.normal()));
+  const layout = gradLayout(model, model.trainableNames());
+  const moments = new Map(layout.names.map((nm, i) => [nm, { expAvg: Float32Array.from({ length: layout.sizes[i]! }, () => rng.normal() * 1e-4), expAvgSq: Float32Array.from({ length: layout.sizes[i]! }, () => rng.uniform() * 1e-8) }]));
+  const n = exs.length;
+  const kron = new KroneckerProjection({ seed: 0, matrices: kroneckerMatrices(model, layout), outDim: dim, threads });
+  const dense = new RademacherProjection({ seed: 0, inDim: layout.dim, outDim: dim, threads });
+  const srht = new SrhtProjection({ seed: 0, inDim: layout.dim, outDim: Math.min(dim, 2 ** Math.ceil(Math.log2(layout.dim))) });
+  // warm-up: compile every graph once (gradient head, token head, projection GEMMs)
+  const warm = exs.slice(0, batchSize);
+  const wg = (await perExampleGradients(model, layout, warm, batchSize)).grads;
+  await dense.project(wg, warm.length);
+  await kroneckerFeatures(model, layout, warm, { batchSize, kind: 'adam', moments, projections: [kron] });
+  const time = async (f: () => Promise<unknown>): Promise<number> => {
+    const t = performance.now();
+    await f();
+    return (performance.now() - t) / 1000;
+  };
+  const all = new Float32Array(n * layout.dim);
+  const gradSec = await time(async () => {
+    for (let s = 0; s < n; s += batchSize) all.set((await perExampleGradients(model, layout, exs.slice(s, s + batchSize), batchSize)).grads, s * layout.dim);
+    applyAdam(all, n, layout, moments);
+  });
+  const denseSec = await time(async () => normalizeRows(await dense.project(all, n), n, dim));
+  const srhtSec = await time(async () => normalizeRows(await srht.project(all, n), n, srht.outDim));
+  const tokenSec = await time(async () => {
+    for (let s = 0; s < n; s += batchSize) await loraTokenRows(model, layout, exs.slice(s, s + batchSize), batchSize);
+  });
+  const kronSec = await time(() => kroneckerFeatures(model, layout, exs, { batchSize, kind: 'adam', moments, projections: [kron] }));
+  const ms = (x: number): number => Math.round((x / n) * 10000) / 10;
+  return {
+    bench: 'less-speed',
+    model: which,
+    threads,
+    examples: n,
+    grad_batch: batchSize,
+    lora_params: layout.dim,
+    lora_matrices: layout.names.length,
+    proj_dim: dim,
+    srht_dim: srht.outDim,
+    ms_per_example: {
+      per_example_grads_adam: ms(gradSec),
+      dense_projection: ms(denseSec),
+      srht_projection: ms(srhtSec),
+      structured_forward_backward: ms(tokenSec),
+      kronecker_total: ms(kronSec),
+      a_grads_dense: ms(gradSec + denseSec),
+      b_grads_srht: ms(gradSec + srhtSec),
+      c_kronecker: ms(kronSec),
+    },
+    peak_rss_mb: Math.round(peakRssMb()),
+  };
+}
+
+if (process.argv[1] && process.argv[1].endsWith('less.ts') && process.argv[2] === 'speed') {
+  process.stdout.write(JSON.stringify(await benchLessSpeed(Number(process.env.LMTUNE_THREADS ?? 2))) + '\n');
 }

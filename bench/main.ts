@@ -1,8 +1,10 @@
-/** `npm run bench -- <engine|forward|train|mezo|less|web> [--threads N]`: prints one JSON object per benchmark. */
+/** `npm run bench -- <engine|forward|train|mezo|less|less-select|web|distributed> [--threads N]`: prints one JSON object per benchmark. */
 import { benchEngine } from './engine.ts';
 import { benchForward, benchMezo, benchTrain } from './models.ts';
 import { benchLess } from './less.ts';
+import { benchLessSelect } from './less-select.ts';
 import { benchWeb } from './web.ts';
+import { benchDistributed } from './distributed.ts';
 
 const args = process.argv.slice(2);
 const tIdx = args.indexOf('--threads');
@@ -15,9 +17,12 @@ const all: Record<string, (threads: number) => Promise<Record<string, unknown>>>
   train: benchTrain,
   mezo: benchMezo,
   less: benchLess,
+  'less-select': benchLessSelect,
   web: benchWeb,
+  distributed: benchDistributed,
 };
-const names = which.length ? which : Object.keys(all);
+// less-select writes a 16 GB datastore on its first run: only when named
+const names = which.length ? which : Object.keys(all).filter((n) => n !== 'less-select');
 for (const n of names) {
   const f = all[n];
   if (!f) {

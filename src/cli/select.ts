@@ -10,6 +10,7 @@ import { LmtuneError } from '../util/errors.ts';
 import { runStage, type SelectionSummary, type Stage } from '../select/pipeline.ts';
 import { readConfig, withAbsolutePaths, type SelectConfig } from '../select/config.ts';
 import type { Amount } from '../select/write.ts';
+import { AGGREGATES } from '../select/match.ts';
 import type { SelectProgress } from '../select/events.ts';
 import { fmtEta, num, oneOf, ProgressLine } from './flags.ts';
 
@@ -18,6 +19,13 @@ type Flags = Record<string, string | boolean | undefined>;
 function amountOf(f: Flags): Amount {
   if (typeof f.maxSamples === 'string') return { maxSamples: num('--max-samples', f.maxSamples, { int: true, min: 1 }) };
   return { percentage: num('--percentage', String(f.percentage ?? '0.05'), { min: 0, max: 1 }) };
+}
+
+/** `--pool a.jsonl,b.jsonl` (or the flag repeated, joined by the option parser): one file stays a string */
+function poolFiles(v: string): string | string[] {
+  const list = v.split(',').map((p) => p.trim());
+  if (list.some((p) => p === '')) throw new LmtuneError('CONFIG', `--pool ${v}: an empty file name`, 'give files separated by commas: --pool a.jsonl,b.jsonl');
+  return list.length === 1 ? list[0]! : list;
 }
 
 export function buildSelectConfig(f: Flags): SelectConfig {
@@ -37,7 +45,7 @@ export function buildSelectConfig(f: Flags): SelectConfig {
   const cfg: SelectConfig = {
     version: 1,
     model,
-    pool: req('pool', '--pool'),
+    pool: poolFiles(req('pool', '--pool')),
     target: req('target', '--target'),
     seed: num('--seed', str('seed') ?? '42', { int: true, min: 0 }),
     maxLength,
@@ -56,14 +64,14 @@ export function buildSelectConfig(f: Flags): SelectConfig {
       loraTargets: str('loraTargets') ? str('loraTargets')!.split(',') : [],
     },
     grads: {
-      projection: oneOf('--projection', str('projection') ?? 'dense', ['dense', 'srht'] as const) === 'srht' ? 'srht' : 'rademacher',
+      projection: ((p) => (p === 'dense' ? 'rademacher' : p))(oneOf('--projection', str('projection') ?? 'dense', ['dense', 'srht', 'kronecker'] as const)),
       projDims,
       projSeed: num('--proj-seed', str('projSeed') ?? '0', { int: true, min: 0 }),
       dtype: oneOf('--dtype', str('dtype') ?? 'f16', ['f16', 'f32'] as const),
       batchSize: num('--grad-batch-size', str('gradBatchSize') ?? '16', { int: true, min: 1 }),
       shardRows: num('--shard-rows', str('shardRows') ?? '1024', { int: true, min: 1 }),
     },
-    match: { aggregate: oneOf('--aggregate', str('aggregate') ?? 'max-subtask-mean', ['max-subtask-mean', 'mean'] as const), dim: matchDim },
+    match: { aggregate: oneOf('--aggregate', str('aggregate') ?? 'max-subtask-mean', AGGREGATES), dim: matchDim },
     write: amountOf(f),
   };
   return withAbsolutePaths(cfg);
@@ -83,7 +91,7 @@ function addOptions(c: Command): Command {
   return c
     .option('--out <dir>', 'selection folder (created; holds every stage and the outputs)')
     .option('--model <dir>', 'Hugging Face model folder (causal LM)')
-    .option('--pool <file>', 'candidate rows, chat JSONL ({"messages": [...]}, optional "dataset")')
+    .option('--pool <files>', 'candidate rows, chat JSONL ({"messages": [...]}, optional "dataset"); several files (comma-separated or the flag repeated) form one pool, selected globally', (v: string, prev?: string) => (prev ? `${prev},${v}` : v))
     .option('--target <file>', 'target rows, chat JSONL with optional "subtask"')
     .option('--percentage <p>', 'select this share of the scored pool rows', '0.05')
     .option('--max-samples <n>', 'select this many rows instead of --percentage')
@@ -100,15 +108,16 @@ function addOptions(c: Command): Command {
     .option('--lora-alpha <x>', 'LoRA α (scale α/r)', '32')
     .option('--lora-targets <list>', 'comma-separated regular expressions of module names (default per family)')
     .option('--proj-dim <list>', 'projection dimension(s), comma-separated', '8192')
-    .option('--projection <kind>', 'dense (counter-based Rademacher, as the reference) or srht (subsampled randomized Hadamard: O(D log D) per row)', 'dense')
+    .option('--projection <kind>', 'dense (counter-based Rademacher, as the reference), srht (subsampled randomized Hadamard: O(D log D) per row) or kronecker (per-LoRA-matrix P_out G P_inᵀ from activations and output gradients, no per-example gradient; pool features use a factored Adam approximation)', 'dense')
     .option('--proj-seed <n>', 'projection seed', '0')
     .option('--dtype <t>', 'feature storage: f16 or f32', 'f16')
     .option('--grad-batch-size <n>', 'examples per batched per-example-gradient pass', '16')
     .option('--shard-rows <n>', 'feature rows per datastore shard', '1024')
-    .option('--aggregate <a>', 'max-subtask-mean (the reference) or mean', 'max-subtask-mean')
+    .option('--aggregate <a>', 'max-subtask-mean (the reference: max over subtasks of the mean cosine), mean (over all target rows), or cos-with-mean-grad (max over subtasks of the cosine with the subtask\'s mean target feature)', 'max-subtask-mean')
     .option('--match-dim <d>', 'projection dimension the scores use (default: the first of --proj-dim)')
     .option('--skip-invalid', 'skip (and report) malformed rows and rows with nothing to predict instead of failing')
     .option('--threads <n>', 'compute threads (default: all cores)')
+    .option('--queue <url>', 'grads: one job per (checkpoint, pool/target shard) for the `lmtune worker`s of this Redis queue (redis://HOST:PORT[/DB]); OUT must be a folder every worker sees at the same path')
     .option('--no-progress', 'no progress line')
     .option('--json', 'print the stage summaries as one JSON object (no progress line)');
 }
@@ -136,10 +145,21 @@ export function register(program: Command): void {
       else if (cmd.getOptionValueSource('percentage') === 'cli' || typeof opts.maxSamples === 'string') cfg = { ...readConfig(out), write: amountOf(opts) };
       const quiet = opts.json === true || opts.progress === false;
       const line = new ProgressLine();
-      const summary = await runStage(stage, out, cfg, {
-        onProgress: quiet ? undefined : (p) => line.update(renderProgress(p), p.done, p.total),
-        onMessage: quiet ? undefined : (m) => process.stderr.write(`${m}\n`),
-      });
+      const queue = typeof opts.queue === 'string' ? opts.queue : undefined;
+      if (queue !== undefined) {
+        if (stage !== 'run' && stage !== 'grads') throw new LmtuneError('CONFIG', `--queue applies to \`select grads\` and \`select run\` (the gradient datastore), not to \`select ${stage}\``);
+        (await import('../distributed/jobs.ts')).connectionFromUrl(queue);
+      }
+      const summary = await runStage(
+        stage,
+        out,
+        cfg,
+        {
+          onProgress: quiet ? undefined : (p) => line.update(renderProgress(p), p.done, p.total),
+          onMessage: quiet ? undefined : (m) => process.stderr.write(`${m}\n`),
+        },
+        queue !== undefined ? { queue: { queueUrl: queue } } : {},
+      );
       process.stdout.write(opts.json ? stableStringify(summary) : renderSelection(summary));
     });
   }

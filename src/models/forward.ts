@@ -8,7 +8,7 @@ import { type Graph, type Value, nn } from '../engine/index.ts';
 import type { ModelConfig } from './config.ts';
 import type { WeightStore } from './weights.ts';
 import type { PeftSpec } from '../peft/spec.ts';
-import { loraDelta, prependPrefix } from '../peft/forward.ts';
+import { loraParts, prependPrefix } from '../peft/forward.ts';
 
 export interface ForwardInputs {
   /** [B, T] i64 */
@@ -30,6 +30,12 @@ export class ForwardContext {
   /** cached keys/values per layer [B, Hkv, P, D] prepended to each layer's keys (generation) */
   past: { k: Value; v: Value }[] | null = null;
   private layer = 0;
+  /**
+   * Per LoRA module, its input x and the LoRA branch's u = x Aᵀ and v = u Bᵀ (graph values; recording
+   * them adds no node). A head differentiates with respect to u and v to get each LoRA matrix's output
+   * gradient per token (select/kronecker.ts). A module applied twice keeps its last application.
+   */
+  readonly loraValues = new Map<string, { x: Value; u: Value; v: Value }>();
 
   constructor(
     readonly g: Graph,
@@ -83,7 +89,9 @@ export class ForwardContext {
     if (lora && this.adapters?.has(`${module}.lora_A.weight`)) {
       const a = this.w(`${module}.lora_A.weight`);
       const b = this.w(`${module}.lora_B.weight`);
-      y = y.add(loraDelta(x, a, b, lora));
+      const parts = loraParts(x, a, b, lora);
+      this.loraValues.set(module, { x, u: parts.u, v: parts.v });
+      y = y.add(parts.delta);
     }
     return y;
   }

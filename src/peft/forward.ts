@@ -8,7 +8,19 @@ import type { LoraSpec } from './spec.ts';
 
 /** LoRA (Hu et al. 2021): the low-rank update (x Aᵀ Bᵀ)·α/r added to a linear layer's output */
 export function loraDelta(x: Value, a: Value, b: Value, spec: LoraSpec): Value {
-  return x.matmul(a, { transB: true }).matmul(b, { transB: true }).mul(spec.alpha / spec.rank);
+  return loraParts(x, a, b, spec).delta;
+}
+
+/**
+ * The same update with its intermediate values: u = x Aᵀ (A's output, B's input) and v = u Bᵀ (B's
+ * output, before the α/r scale). Differentiating a loss with respect to u and v gives the output
+ * gradients of A and B per token, from which structured gradient features are built without forming
+ * a per-example gradient (select/kronecker.ts).
+ */
+export function loraParts(x: Value, a: Value, b: Value, spec: LoraSpec): { u: Value; v: Value; delta: Value } {
+  const u = x.matmul(a, { transB: true });
+  const v = u.matmul(b, { transB: true });
+  return { u, v, delta: v.mul(spec.alpha / spec.rank) };
 }
 
 /**

@@ -27,6 +27,14 @@ export const BLOCK_ROWS = 1024;
 const LIMB = 8192; // 2^13
 const STREAM = 0x4a4c5250; // 'JLRP': the projection's Philox stream, apart from MeZO's and the Rng's
 
+/**
+ * Compiled ±1 GEMM graphs by shape and thread count, shared by every projection: the matrix is an input,
+ * not a constant, so a Kronecker projection's many small per-layer factors (kronecker.ts) reuse one graph
+ * per shape instead of compiling their own.
+ */
+const GEMMS = new Map<string, Promise<Executable>>();
+const MAX_GEMMS = 32;
+
 export interface RademacherOptions {
   seed: number;
   inDim: number;
@@ -43,7 +51,6 @@ export class RademacherProjection {
   readonly backend: Backend;
   private readonly threads: number | undefined;
   private readonly key: [number, number];
-  private readonly gemms = new Map<string, Promise<Executable>>();
 
   constructor(opts: RademacherOptions) {
     if (!Number.isInteger(opts.inDim) || opts.inDim < 1) throw new LmtuneError('CONFIG', `projection input dimension must be a positive integer, got ${opts.inDim}`);
@@ -188,14 +195,14 @@ export class RademacherProjection {
       }
       return out;
     }
-    const key = `${m}x${k}`;
-    let exe = this.gemms.get(key);
+    const key = `${m}x${k}x${D}|${this.threads ?? ''}`;
+    let exe = GEMMS.get(key);
     if (!exe) {
       const g = new Graph('projection');
       const out = g.input('a', [m, k]).matmul(g.input('b', [k, D]));
       exe = compile({ y: out }, 'ort', this.threads !== undefined ? { threads: this.threads } : {});
-      this.gemms.set(key, exe);
-      if (this.gemms.size > 8) this.gemms.delete(this.gemms.keys().next().value as string);
+      GEMMS.set(key, exe);
+      if (GEMMS.size > MAX_GEMMS) GEMMS.delete(GEMMS.keys().next().value as string);
     }
     const res = await (await exe).run({ a, b });
     return res.y!.data as Float32Array;

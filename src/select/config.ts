@@ -14,7 +14,8 @@ import type { Amount } from './write.ts';
 export interface SelectConfig {
   version: 1;
   model: string;
-  pool: string;
+  /** the pool file, or several files forming one pool in this order (select/pool.ts); one file stays a string */
+  pool: string | string[];
   target: string;
   seed: number;
   maxLength: number;
@@ -36,8 +37,11 @@ export interface SelectConfig {
     loraTargets: string[];
   };
   grads: {
-    /** dense counter-based Rademacher (the reference's kind) or the structured SRHT */
-    projection: 'rademacher' | 'srht';
+    /**
+     * dense counter-based Rademacher (the reference's kind), the structured SRHT, or the per-matrix
+     * Kronecker-factored projection from activations and output gradients (no per-example gradient)
+     */
+    projection: 'rademacher' | 'srht' | 'kronecker';
     projDims: number[];
     projSeed: number;
     dtype: StoreDtype;
@@ -55,7 +59,7 @@ export interface SelectConfig {
 export const CONFIG_FILE = 'select.json';
 
 export function withAbsolutePaths(c: SelectConfig): SelectConfig {
-  return { ...c, model: resolve(c.model), pool: resolve(c.pool), target: resolve(c.target) };
+  return { ...c, model: resolve(c.model), pool: typeof c.pool === 'string' ? resolve(c.pool) : c.pool.map((p) => resolve(p)), target: resolve(c.target) };
 }
 
 /**

@@ -185,26 +185,84 @@ export async function extractFeatures(
   model: TransformerModel,
   layout: GradLayout,
   examples: readonly GradExample[],
-  opts: { batchSize: number; kind: FeatureKind; moments?: ReadonlyMap<string, AdamMoments>; projections: readonly Projector[]; adam?: AdamFeatureOptions },
+  opts: {
+    batchSize: number;
+    kind: FeatureKind;
+    moments?: ReadonlyMap<string, AdamMoments>;
+    projections: readonly Projector[];
+    adam?: AdamFeatureOptions;
+    /** names example k in messages (file:line); default "example k" */
+    rowName?: (k: number) => string;
+  },
 ): Promise<{ features: Float32Array[]; losses: Float64Array }> {
   const n = examples.length;
   const D = layout.dim;
   const all = new Float32Array(n * D);
   const losses = new Float64Array(n);
+  const rowName = opts.rowName ?? ((k: number) => `example ${k}`);
   for (let s = 0; s < n; s += opts.batchSize) {
     const chunk = examples.slice(s, s + opts.batchSize);
     const r = await perExampleGradients(model, layout, chunk, opts.batchSize);
     all.set(r.grads, s * D);
     losses.set(r.losses, s);
   }
+  // a NaN/Inf gradient would normalize to a NaN feature and score NaN against every target (ranked
+  // arbitrarily, stored silently): stop at the first row, naming it and the matrix
+  for (let k = 0; k < n; k++) {
+    if (!Number.isFinite(losses[k]!)) throw nonFiniteFeature(`the loss of ${rowName(k)} is ${losses[k]}`, model);
+  }
+  checkRows(all, n, layout, rowName, 'the gradient', model);
   if (opts.kind === 'adam') {
     if (!opts.moments) throw new LmtuneError('CONFIG', 'Adam features need the checkpoint moments');
     applyAdam(all, n, layout, opts.moments, opts.adam);
+    checkRows(all, n, layout, rowName, 'the Adam-preconditioned gradient (the checkpoint\'s moments)', null);
   }
   const features: Float32Array[] = [];
   for (const p of opts.projections) {
     if (p.inDim !== D) throw new LmtuneError('SHAPE', `projection input dimension ${p.inDim} differs from the gradient dimension ${D}`);
-    features.push(normalizeRows(await p.project(all, n), n, p.outDim));
+    const f = normalizeRows(await p.project(all, n), n, p.outDim);
+    for (let k = 0; k < n; k++) {
+      const bad = firstNonFinite(f, k * p.outDim, (k + 1) * p.outDim);
+      if (bad >= 0) throw nonFiniteFeature(`the ${p.outDim}-dimensional projected feature of ${rowName(k)} holds ${f[bad]} at column ${bad - k * p.outDim}`, null);
+    }
+    features.push(f);
   }
   return { features, losses };
+}
+
+/** index of the first NaN/Inf in x[from, to), or −1 */
+function firstNonFinite(x: Float32Array, from: number, to: number): number {
+  let s = 0;
+  for (let i = from; i < to; i++) s += x[i]! * 0;
+  if (s === 0) return -1;
+  for (let i = from; i < to; i++) if (!Number.isFinite(x[i]!)) return i;
+  return -1;
+}
+
+function checkRows(x: Float32Array, n: number, layout: GradLayout, rowName: (k: number) => string, what: string, model: TransformerModel | null): void {
+  const D = layout.dim;
+  for (let k = 0; k < n; k++) {
+    const bad = firstNonFinite(x, k * D, (k + 1) * D);
+    if (bad < 0) continue;
+    const col = bad - k * D;
+    let i = layout.offsets.length - 1;
+    while (i > 0 && layout.offsets[i]! > col) i--;
+    throw nonFiniteFeature(`${what} of ${rowName(k)} holds ${x[bad]} in '${layout.names[i]}' (value ${col - layout.offsets[i]!})`, model);
+  }
+}
+
+/** a NUMERIC error; with the model, it also names the first weight that is not finite (the usual cause) */
+function nonFiniteFeature(what: string, model: TransformerModel | null): LmtuneError {
+  let cause = '';
+  if (model) {
+    for (const name of model.allParamNames()) {
+      const d = model.tensor(name);
+      const i = firstNonFinite(d, 0, d.length);
+      if (i >= 0) {
+        cause = `; weight '${name}' holds ${d[i]} at index ${i}`;
+        break;
+      }
+    }
+  }
+  return new LmtuneError('NUMERIC', `LESS features: ${what}${cause}`, cause ? 'the model or the warmup checkpoint holds non-finite weights; retrain the warmup with a lower learning rate' : 'the warmup diverged or the row is degenerate; check the warmup log, or lower --warmup-lr');
 }

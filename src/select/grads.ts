@@ -19,6 +19,8 @@ import { attachPeft } from '../peft/index.ts';
 import { RademacherProjection } from '../projection/rademacher.ts';
 import { extractFeatures, gradLayout, type AdamMoments, type FeatureKind, type GradExample, type Projector } from './features.ts';
 import { SrhtProjection } from '../projection/srht.ts';
+import { KroneckerProjection } from '../projection/kronecker.ts';
+import { kroneckerFeatures, kroneckerMatrices } from './kronecker.ts';
 import { FeatureStore, type StoreHeader } from './datastore.ts';
 import { encodeRows, readChatFile, type ChatFile } from './pool.ts';
 import type { SelectConfig } from './config.ts';
@@ -80,29 +82,38 @@ export function readGrads(out: string): GradsResult | null {
   return existsSync(p) ? readJson<GradsResult>(p, 'gradient summary') : null;
 }
 
-interface Job {
-  ck: WarmupResult['checkpoints'][number];
-  role: Role;
-  file: ChatFile;
-  encoded: Map<number, GradExample>;
-  stores: FeatureStore[];
-  missing: number[];
+/** what computing any shard needs: the model with LoRA attached, the projections, the data, the checkpoints */
+export interface GradsContext {
+  readonly cfg: SelectConfig;
+  readonly model: TransformerModel;
+  readonly layout: ReturnType<typeof gradLayout>;
+  readonly fingerprint: string;
+  readonly projections: Projector[];
+  readonly files: Record<Role, ChatFile>;
+  readonly enc: Record<Role, ReturnType<typeof encodeRows>>;
+  readonly checkpoints: { ck: WarmupResult['checkpoints'][number]; trainable: Map<string, Float32Array>; moments: Map<string, AdamMoments>; hash: string }[];
+  /** rows whose raw gradients are held at once */
+  readonly chunkRows: number;
+  /** the checkpoint whose adapters are in the model now */
+  loaded: string | null;
 }
 
-export async function runGrads(cfg: SelectConfig, out: string, warm: WarmupResult, hooks: SelectHooks = {}): Promise<GradsResult> {
-  const done = readGrads(out);
-  if (done) return done;
-  const t0 = performance.now();
+/**
+ * Loads the model, attaches the warmup's LoRA, builds the projections and encodes both files: everything a
+ * shard needs, on this machine or on a queue worker (src/distributed/less-shards.ts), by the same code.
+ */
+export async function prepareGrads(cfg: SelectConfig, out: string, warm: WarmupResult): Promise<GradsContext> {
   const model = await loadTransformer(cfg.model, { ...(cfg.threads ? { threads: cfg.threads } : {}), sharedWeights: false });
   if (!model.tokenizer) throw new LmtuneError('TOKENIZER', `${cfg.model}: no tokenizer; chat data needs one`);
   const w = cfg.warmup;
   await attachPeft(model, { kind: 'lora', rank: w.loraRank, alpha: w.loraAlpha, dropout: 0, targets: w.loraTargets }, cfg.seed);
   const layout = gradLayout(model, model.trainableNames());
-  const fingerprint = modelFingerprint(model);
   const projections: Projector[] = cfg.grads.projDims.map((d) =>
     cfg.grads.projection === 'srht'
       ? new SrhtProjection({ seed: cfg.grads.projSeed, inDim: layout.dim, outDim: d })
-      : new RademacherProjection({ seed: cfg.grads.projSeed, inDim: layout.dim, outDim: d, ...(cfg.threads ? { threads: cfg.threads } : {}) }),
+      : cfg.grads.projection === 'kronecker'
+        ? new KroneckerProjection({ seed: cfg.grads.projSeed, matrices: kroneckerMatrices(model, layout), outDim: d, ...(cfg.threads ? { threads: cfg.threads } : {}) })
+        : new RademacherProjection({ seed: cfg.grads.projSeed, inDim: layout.dim, outDim: d, ...(cfg.threads ? { threads: cfg.threads } : {}) }),
   );
   const files = {
     pool: readChatFile(cfg.pool, { skipInvalid: cfg.skipInvalid }),
@@ -113,82 +124,116 @@ export async function runGrads(cfg: SelectConfig, out: string, warm: WarmupResul
     target: encodeRows(files.target, model.tokenizer, cfg.maxLength, cfg.skipInvalid, cfg.truncation),
   };
   if (enc.target.encoded.size === 0) throw new LmtuneError('DATA', `${cfg.target}: no usable target row`);
-  hooks.onMessage?.(`grads: ${layout.dim} LoRA gradient values per example (${layout.names.length} matrices); pool ${enc.pool.encoded.size} rows (${enc.pool.skipped.length} skipped, ${enc.pool.truncated} truncated), target ${enc.target.encoded.size} rows`);
-
-  const checkpoints = warm.checkpoints.map((ck) => ({ ck, ...loadCheckpoint(join(out, ck.dir)) }));
-  const jobs: Job[] = [];
-  for (const c of checkpoints) {
-    for (const role of ['pool', 'target'] as const) {
-      const file = files[role];
-      const stores = cfg.grads.projDims.map((d) => {
-        const header: StoreHeader = {
-          format: 'lmtune-less-features',
-          version: 1,
-          rows: file.count,
-          dim: d,
-          dtype: cfg.grads.dtype,
-          shardRows: cfg.grads.shardRows,
-          model: fingerprint,
-          checkpoint: `${c.ck.name}:${c.hash}`,
-          projection: { kind: cfg.grads.projection, seed: cfg.grads.projSeed, inDim: layout.dim },
-          data: { file: file.path, sha256: file.sha256 },
-          feature: role === 'pool' ? 'adam' : 'sgd',
-          maxLength: cfg.maxLength,
-        };
-        return FeatureStore.open(storeDir(out, c.ck.name, role, d), header);
-      });
-      const missing = [...new Set(stores.flatMap((s) => s.missing()))].sort((a, b) => a - b);
-      jobs.push({ ck: c.ck, role, file, encoded: enc[role].encoded, stores, missing });
-    }
-  }
-  // rows whose raw gradients are held at once (bounded memory for large adapters; the projection is exact
-  // per row, so chunking does not change a byte)
+  // bounded memory for large adapters; the projection is exact per row, so chunking does not change a byte
   const chunkRows = Math.max(cfg.grads.batchSize, Math.floor(CHUNK_BYTES / (4 * layout.dim) / cfg.grads.batchSize) * cfg.grads.batchSize);
-  const total = jobs.reduce((s, j) => s + j.missing.reduce((a, i) => a + j.stores[0]!.range(i)[1] - j.stores[0]!.range(i)[0], 0), 0);
-  let rowsDone = 0;
-  const tWork = performance.now();
-  for (const c of checkpoints) {
+  const checkpoints = warm.checkpoints.map((ck) => ({ ck, ...loadCheckpoint(join(out, ck.dir)) }));
+  return { cfg, model, layout, fingerprint: modelFingerprint(model), projections, files, enc, checkpoints, chunkRows, loaded: null };
+}
+
+/** The datastores (one per projection dimension) of a checkpoint and role: created, or checked against their headers. */
+export function openStores(ctx: GradsContext, out: string, checkpoint: string, role: Role): FeatureStore[] {
+  const c = ctx.checkpoints.find((x) => x.ck.name === checkpoint);
+  if (!c) throw new LmtuneError('CONFIG', `${out}: no warmup checkpoint named ${JSON.stringify(checkpoint)} (have ${ctx.checkpoints.map((x) => x.ck.name).join(', ')})`);
+  const { cfg } = ctx;
+  const file = ctx.files[role];
+  return cfg.grads.projDims.map((d) => {
+    const header: StoreHeader = {
+      format: 'lmtune-less-features',
+      version: 1,
+      rows: file.count,
+      dim: d,
+      dtype: cfg.grads.dtype,
+      shardRows: cfg.grads.shardRows,
+      model: ctx.fingerprint,
+      checkpoint: `${c.ck.name}:${c.hash}`,
+      projection: { kind: cfg.grads.projection, seed: cfg.grads.projSeed, inDim: ctx.layout.dim },
+      data: { file: file.path, sha256: file.sha256 },
+      feature: role === 'pool' ? (cfg.grads.projection === 'kronecker' ? 'adam-factored' : 'adam') : 'sgd',
+      maxLength: cfg.maxLength,
+    };
+    return FeatureStore.open(storeDir(out, c.ck.name, role, d), header);
+  });
+}
+
+/** Computes shard `shard` of a checkpoint and role and writes it into every store (atomically, with its checksum). */
+export async function computeShard(ctx: GradsContext, checkpoint: string, role: Role, stores: readonly FeatureStore[], shard: number): Promise<void> {
+  const c = ctx.checkpoints.find((x) => x.ck.name === checkpoint)!;
+  if (ctx.loaded !== checkpoint) {
     for (const [name, data] of c.trainable) {
-      if (!model.adapters?.has(name)) throw new LmtuneError('CHECKPOINT', `${c.ck.dir}: tensor '${name}' is not a LoRA matrix of this model`, 'the warmup checkpoint belongs to another model or LoRA configuration');
-      const dst = model.tensor(name);
+      if (!ctx.model.adapters?.has(name)) throw new LmtuneError('CHECKPOINT', `${c.ck.dir}: tensor '${name}' is not a LoRA matrix of this model`, 'the warmup checkpoint belongs to another model or LoRA configuration');
+      const dst = ctx.model.tensor(name);
       if (dst.length !== data.length) throw new LmtuneError('CHECKPOINT', `${c.ck.dir}: '${name}' has ${data.length} values, the adapter has ${dst.length}`);
       dst.set(data);
     }
-    for (const job of jobs.filter((j) => j.ck === c.ck)) {
-      const kind: FeatureKind = job.role === 'pool' ? 'adam' : 'sgd';
-      for (const shard of job.missing) {
-        const [s, e] = job.stores[0]!.range(shard);
-        const present: number[] = [];
-        const examples: GradExample[] = [];
-        for (let i = s; i < e; i++) {
-          const ex = job.encoded.get(i);
-          if (ex) {
-            present.push(i - s);
-            examples.push(ex);
-          }
-        }
-        const feats = projections.map((p) => new Float32Array(examples.length * p.outDim));
-        for (let k = 0; k < examples.length; k += chunkRows) {
-          const part = examples.slice(k, k + chunkRows);
-          const f = (await extractFeatures(model, layout, part, { batchSize: cfg.grads.batchSize, kind, moments: c.moments, projections })).features;
-          f.forEach((x, p) => feats[p]!.set(x, k * projections[p]!.outDim));
-        }
-        job.stores.forEach((store, p) => {
-          const d = store.header.dim;
-          const full = new Float32Array((e - s) * d);
-          present.forEach((r, k) => full.set(feats[p]!.subarray(k * d, (k + 1) * d), r * d));
-          store.writeShard(shard, full);
-        });
-        rowsDone += e - s;
-        faultPoint(`select:grads:${c.ck.name}:${job.role}:${shard}`);
-        hooks.onProgress?.({ stage: 'grads', done: rowsDone, total, unit: 'rows', etaSeconds: eta(tWork, rowsDone, total), detail: `${c.ck.name} ${job.role}` });
-      }
+    ctx.loaded = checkpoint;
+  }
+  const kind: FeatureKind = role === 'pool' ? 'adam' : 'sgd';
+  const encoded = ctx.enc[role].encoded;
+  const { projections, chunkRows } = ctx;
+  const [s, e] = stores[0]!.range(shard);
+  const present: number[] = [];
+  const examples: GradExample[] = [];
+  for (let i = s; i < e; i++) {
+    const ex = encoded.get(i);
+    if (ex) {
+      present.push(i - s);
+      examples.push(ex);
+    }
+  }
+  const feats = projections.map((p) => new Float32Array(examples.length * p.outDim));
+  for (let k = 0; k < examples.length; k += chunkRows) {
+    const part = examples.slice(k, k + chunkRows);
+    // the Kronecker projection never forms per-example gradients: its own path from activations and output gradients
+    const kron = projections.every((p) => p instanceof KroneckerProjection) ? (projections as KroneckerProjection[]) : null;
+    const opts = { batchSize: ctx.cfg.grads.batchSize, kind, moments: c.moments };
+    // a non-finite feature is refused naming its file:line (extractFeatures' numerics guard)
+    const rowName = (j: number): string => {
+      const index = s + present[k + j]!;
+      const line = ctx.files[role].rows.find((r) => r.index === index)?.chat.line ?? '?';
+      return `${ctx.files[role].path}:${line} (${role} row ${index}, checkpoint ${checkpoint})`;
+    };
+    const f = (kron ? await kroneckerFeatures(ctx.model, ctx.layout, part, { ...opts, projections: kron }) : await extractFeatures(ctx.model, ctx.layout, part, { ...opts, projections, rowName })).features;
+    f.forEach((x, p) => feats[p]!.set(x, k * projections[p]!.outDim));
+  }
+  stores.forEach((store, p) => {
+    const d = store.header.dim;
+    const full = new Float32Array((e - s) * d);
+    present.forEach((r, k) => full.set(feats[p]!.subarray(k * d, (k + 1) * d), r * d));
+    store.writeShard(shard, full);
+  });
+}
+
+export async function runGrads(cfg: SelectConfig, out: string, warm: WarmupResult, hooks: SelectHooks = {}): Promise<GradsResult> {
+  const done = readGrads(out);
+  if (done) return done;
+  const t0 = performance.now();
+  const ctx = await prepareGrads(cfg, out, warm);
+  const { layout, enc, files } = ctx;
+  hooks.onMessage?.(`grads: ${layout.dim} LoRA gradient values per example (${layout.names.length} matrices); pool ${enc.pool.encoded.size} rows (${enc.pool.skipped.length} skipped, ${enc.pool.truncated} truncated), target ${enc.target.encoded.size} rows`);
+  const jobs: { ck: string; role: Role; stores: FeatureStore[]; missing: number[] }[] = [];
+  for (const c of ctx.checkpoints) {
+    for (const role of ['pool', 'target'] as const) {
+      const stores = openStores(ctx, out, c.ck.name, role);
+      const missing = [...new Set(stores.flatMap((s) => s.missing()))].sort((a, b) => a - b);
+      jobs.push({ ck: c.ck.name, role, stores, missing });
+    }
+  }
+  const total = jobs.reduce((s, j) => s + j.missing.reduce((a, i) => a + j.stores[0]!.range(i)[1] - j.stores[0]!.range(i)[0], 0), 0);
+  let rowsDone = 0;
+  const tWork = performance.now();
+  for (const job of jobs) {
+    for (const shard of job.missing) {
+      await computeShard(ctx, job.ck, job.role, job.stores, shard);
+      const [s, e] = job.stores[0]!.range(shard);
+      rowsDone += e - s;
+      faultPoint(`select:grads:${job.ck}:${job.role}:${shard}`);
+      hooks.onProgress?.({ stage: 'grads', done: rowsDone, total, unit: 'rows', etaSeconds: eta(tWork, rowsDone, total), detail: `${job.ck} ${job.role}` });
     }
   }
   const seconds = (performance.now() - t0) / 1000;
   const workSeconds = (performance.now() - tWork) / 1000;
   const result: GradsResult = {
-    checkpoints: checkpoints.map((c) => c.ck.name),
+    checkpoints: ctx.checkpoints.map((c) => c.ck.name),
     dims: cfg.grads.projDims,
     gradDim: layout.dim,
     pool: { rows: files.pool.count, truncated: enc.pool.truncated, skipped: enc.pool.skipped },

@@ -4,6 +4,13 @@
  *   S[n, m] = Σ_i w_i · ⟨G_i[n], V_i[m]⟩          G_i, V_i: normalized pool / target features at checkpoint i
  *   score[n] = max over subtasks s of mean_{m ∈ s} S[n, m]      ('max-subtask-mean', the reference's default)
  *            | mean_m S[n, m]                                  ('mean')
+ *            | max over s of Σ_i w_i · cos(G_i[n], V̄_i,s)      ('cos-with-mean-grad': the paper's reading,
+ *                                                               V̄_i,s the mean target feature of subtask s)
+ *
+ * The first two are linear in the target rows, so mean_{m ∈ s} ⟨G, V_m⟩ = ⟨G, V̄_s⟩: the streaming matcher
+ * (scan.ts) scores each pool row against one mean vector per (checkpoint, subtask) instead of every
+ * target row, which is what makes 10⁶ × 8192 pool features cheap. `Matcher` below computes the formulas
+ * literally (every target row, float64) and is the reference the streaming path is tested against.
  *
  * with w_i the average learning rate of warmup epoch i, rescaled to sum 1. The weighted sum comes
  * before the aggregation, as in the reference (the max does not commute with the sum).
@@ -14,7 +21,9 @@
 import { LmtuneError } from '../util/errors.ts';
 import { lrAt, type Schedule } from '../optim/schedule.ts';
 
-export type Aggregate = 'max-subtask-mean' | 'mean';
+export type Aggregate = 'max-subtask-mean' | 'mean' | 'cos-with-mean-grad';
+
+export const AGGREGATES = ['max-subtask-mean', 'mean', 'cos-with-mean-grad'] as const satisfies readonly Aggregate[];
 
 /** checkpoint weights rescaled to sum 1 */
 export function checkpointWeights(lrs: readonly number[]): number[] {
@@ -103,7 +112,8 @@ export class Matcher {
    * Scores of n pool rows whose features at checkpoint i are pool[i] ([n, dim], row-major): the weighted
    * similarity matrix [n, M] in float64, then the aggregation.
    */
-  score(pool: readonly (Float32Array | Float64Array)[], n: number): Float64Array {
+  score(pool: readonly (Float32Array | Float64Array)[], n: number, agg: Aggregate = 'max-subtask-mean'): Float64Array {
+    if (agg === 'cos-with-mean-grad') return this.cosWithMean(pool, n);
     const { dim, rows: M, groups } = this;
     const S = new Float64Array(n * M);
     pool.forEach((G, i) => {
@@ -132,6 +142,54 @@ export class Matcher {
     });
     return aggregate(S, n, M, groups);
   }
+
+  /** the mean target feature of each subtask at checkpoint i: [groups, dim], float64 */
+  means(i: number): Float64Array {
+    return subtaskMeans(this.targets[i]!, this.rows, this.dim, this.groups);
+  }
+
+  /** max over subtasks s of Σ_i w_i cos(G_i[r], V̄_i,s), a cosine with a zero vector counting 0 */
+  private cosWithMean(pool: readonly (Float32Array | Float64Array)[], n: number): Float64Array {
+    const { dim, groups } = this;
+    const K = groups.sizes.length;
+    const X = new Float64Array(n * K);
+    pool.forEach((G, i) => {
+      const mu = this.means(i);
+      const w = this.weights[i]!;
+      for (let s = 0; s < K; s++) {
+        let nv = 0;
+        for (let k = 0; k < dim; k++) nv += mu[s * dim + k]! ** 2;
+        for (let r = 0; r < n; r++) {
+          let dot = 0;
+          let ng = 0;
+          for (let k = 0; k < dim; k++) {
+            dot += G[r * dim + k]! * mu[s * dim + k]!;
+            ng += G[r * dim + k]! ** 2;
+          }
+          if (ng > 0 && nv > 0) X[r * K + s] += (w * dot) / Math.sqrt(ng * nv);
+        }
+      }
+    });
+    const out = new Float64Array(n);
+    for (let r = 0; r < n; r++) {
+      let best = -Infinity;
+      for (let s = 0; s < K; s++) best = Math.max(best, X[r * K + s]!);
+      out[r] = best;
+    }
+    return out;
+  }
+}
+
+/** the mean of each group's rows of V ([rows, dim]): [groups, dim] in float64 */
+export function subtaskMeans(V: Float32Array | Float64Array, rows: number, dim: number, groups: SubtaskGroups): Float64Array {
+  const K = groups.sizes.length;
+  const mu = new Float64Array(K * dim);
+  for (let m = 0; m < rows; m++) {
+    const g = groups.of[m]!;
+    for (let k = 0; k < dim; k++) mu[g * dim + k] += V[m * dim + k]!;
+  }
+  for (let g = 0; g < K; g++) for (let k = 0; k < dim; k++) mu[g * dim + k] /= groups.sizes[g]!;
+  return mu;
 }
 
 /** max over groups of the group mean, per row of S [n, M] */

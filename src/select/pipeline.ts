@@ -13,11 +13,13 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { LmtuneError } from '../util/errors.ts';
 import { atomicWrite, readJson, stableStringify } from '../node/fsx.ts';
 import { faultPoint } from '../util/fault.ts';
 import { FeatureStore } from './datastore.ts';
-import { Matcher, checkpointWeights, subtaskGroups } from './match.ts';
+import { checkpointWeights, subtaskGroups, subtaskMeans } from './match.ts';
+import { scanScores, type SubtaskExtremes } from './scan.ts';
 import { readChatFile } from './pool.ts';
 import { selectionReport } from './report.ts';
 import { writeSelection } from './write.ts';
@@ -25,6 +27,7 @@ import { readConfig, saveOrCheckConfig, type SelectConfig } from './config.ts';
 import { readWarmup, runWarmup, type WarmupResult } from './warmup.ts';
 import { readGrads, runGrads, storeDir, type GradsResult } from './grads.ts';
 import { eta, type SelectHooks } from './events.ts';
+import type { QueuedGradsOptions } from '../distributed/less-shards.ts';
 
 export interface MatchResult {
   dim: number;
@@ -35,6 +38,8 @@ export interface MatchResult {
   scored: number;
   sha256: string;
   seconds: number;
+  /** the streaming pass over the pool datastores: bytes read, seconds waiting for reads, checksumming, computing */
+  stream?: { bytes: number; waitSeconds: number; verifySeconds: number; computeSeconds: number };
 }
 
 export interface WriteResult {
@@ -53,6 +58,12 @@ function need<T>(v: T | null, what: string, out: string): T {
 export function readMatch(out: string): MatchResult | null {
   const p = join(out, 'match', 'done.json');
   return existsSync(p) ? readJson<MatchResult>(p, 'match summary') : null;
+}
+
+/** per subtask, its size and the pool rows scoring highest and lowest against it (match/subtasks.json) */
+export function readSubtaskExtremes(out: string): ({ name: string; rows: number } & SubtaskExtremes)[] | null {
+  const p = join(out, 'match', 'subtasks.json');
+  return existsSync(p) ? readJson<({ name: string; rows: number } & SubtaskExtremes)[]>(p, 'subtask extremes') : null;
 }
 
 export function readScores(out: string): Float64Array {
@@ -86,25 +97,25 @@ export async function runMatch(cfg: SelectConfig, out: string, warm: WarmupResul
     return v;
   });
   const lrs = warm.checkpoints.map((c) => c.lr);
-  const matcher = new Matcher(V, M, dim, lrs, groups);
+  const weights = checkpointWeights(lrs);
   const stores = warm.checkpoints.map((ck) => FeatureStore.read(storeDir(out, ck.name, 'pool', dim)));
   const N = stores[0]!.header.rows;
-  const scores = new Float64Array(N).fill(Number.NaN);
   const skippedP = new Set(grads.pool.skipped.map((s) => s.index));
   const tWork = performance.now();
-  for (let i = 0; i < stores[0]!.shards; i++) {
-    const [s, e] = stores[0]!.range(i);
-    const sc = matcher.score(
-      stores.map((st) => st.readShard(i)),
-      e - s,
-    );
-    for (let r = 0; r < e - s; r++) if (!skippedP.has(s + r)) scores[s + r] = sc[r]!;
-    hooks.onProgress?.({ stage: 'match', done: e, total: N, unit: 'rows', etaSeconds: eta(tWork, e, N) });
-  }
+  // streamed with bounded memory against one mean target feature per (checkpoint, subtask): scan.ts
+  const scan = await scanScores(stores, {
+    aggregate: cfg.match.aggregate,
+    weights,
+    means: V.map((v) => subtaskMeans(v, M, dim, groups)),
+    skipped: skippedP,
+    threads: cfg.threads ?? availableParallelism(),
+    onProgress: (done, total) => hooks.onProgress?.({ stage: 'match', done, total, unit: 'rows', etaSeconds: eta(tWork, done, total) }),
+  });
+  const scores = scan.scores;
   const bytes = new Uint8Array(scores.buffer);
   atomicWrite(join(out, 'match', 'scores.f64'), bytes);
+  atomicWrite(join(out, 'match', 'subtasks.json'), stableStringify(groups.names.map((name, s) => ({ name, rows: groups.sizes[s]!, ...scan.subtasks[s]! }))));
   faultPoint('select:match:scores-written');
-  const weights = checkpointWeights(lrs);
   const result: MatchResult = {
     dim,
     aggregate: cfg.match.aggregate,
@@ -114,6 +125,7 @@ export async function runMatch(cfg: SelectConfig, out: string, warm: WarmupResul
     scored: N - skippedP.size,
     sha256: createHash('sha256').update(bytes).digest('hex'),
     seconds: (performance.now() - t0) / 1000,
+    stream: { bytes: scan.bytesRead, waitSeconds: scan.seconds.wait, verifySeconds: scan.seconds.verify, computeSeconds: scan.seconds.compute },
   };
   atomicWrite(join(out, 'match', 'done.json'), stableStringify(result));
   return result;
@@ -145,7 +157,7 @@ export async function runWrite(cfg: SelectConfig, out: string, hooks: SelectHook
   ];
   atomicWrite(
     join(out, 'report.html'),
-    selectionReport({ pool, scores, selected: w.indices, checkpoints: match.checkpoints, subtasks: match.subtasks, aggregate: match.aggregate, timings, skipped: grads?.pool.skipped ?? [], truncated: grads?.pool.truncated ?? 0, config: cfg }),
+    selectionReport({ pool, scores, selected: w.indices, checkpoints: match.checkpoints, subtasks: match.subtasks, aggregate: match.aggregate, timings, subtaskExtremes: readSubtaskExtremes(out), matchStream: match.stream, skipped: grads?.pool.skipped ?? [], truncated: grads?.pool.truncated ?? 0, config: cfg }),
   );
   atomicWrite(join(out, 'write.json'), stableStringify(result));
   return result;
@@ -161,12 +173,21 @@ export interface SelectionSummary {
 
 export type Stage = 'warmup' | 'grads' | 'match' | 'write';
 
+export interface StageOptions {
+  /** compute the gradient datastore on the workers of this Redis queue (src/distributed/less-shards.ts) */
+  queue?: QueuedGradsOptions;
+}
+
 /** Runs one stage (and checks that the ones before it finished), or every stage for 'run'. */
-export async function runStage(stage: Stage | 'run', out: string, cfg: SelectConfig | null, hooks: SelectHooks = {}): Promise<Partial<SelectionSummary>> {
+export async function runStage(stage: Stage | 'run', out: string, cfg: SelectConfig | null, hooks: SelectHooks = {}, opts: StageOptions = {}): Promise<Partial<SelectionSummary>> {
   const c = cfg ? saveOrCheckConfig(out, cfg) : readConfig(out);
   const res: Partial<SelectionSummary> = { out };
   if (stage === 'warmup' || stage === 'run') res.warmup = await runWarmup(c, out, hooks);
-  if (stage === 'grads' || stage === 'run') res.grads = await runGrads(c, out, need(readWarmup(out), 'warmup', out), hooks);
+  if (stage === 'grads' || stage === 'run') {
+    const warm = need(readWarmup(out), 'warmup', out);
+    // the queue's module is loaded only when asked for: a single-machine run needs no Redis client
+    res.grads = opts.queue ? await (await import('../distributed/less-shards.ts')).runGradsQueued(c, out, warm, hooks, opts.queue) : await runGrads(c, out, warm, hooks);
+  }
   if (stage === 'match' || stage === 'run') res.match = await runMatch(c, out, need(readWarmup(out), 'warmup', out), need(readGrads(out), 'grads', out), hooks);
   if (stage === 'write' || stage === 'run') res.write = await runWrite(c, out, hooks);
   return res;

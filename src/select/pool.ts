@@ -2,6 +2,13 @@
  * A chat JSONL file as LESS selection sees it: its sha256 (the datastore's identity), every row with its
  * pool index (0-based among non-blank lines, so indices follow the file even when invalid rows are
  * skipped) and its raw line (written back byte for byte), and the encoded rows.
+ *
+ * A pool may be several files (`--pool a.jsonl,b.jsonl`, as the reference pools Flan v2, CoT, Dolly and
+ * OASST1): they form one index space in the order given (file k's rows follow file k−1's), selection is
+ * global with no per-file quota (the reference's write_selected_data.py), and `locate` maps a pool index
+ * back to its file and its index there (scores.csv). The pool's sha256 is the sha256 of the files'
+ * sha256s in order, so the datastore header covers every file and their order; a single file keeps its
+ * own sha256, so datastores made before multi-file pools stay valid.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -16,19 +23,75 @@ export interface PoolRow {
 }
 
 export interface ChatFile {
+  /** the file, or the files joined by ',' */
   path: string;
   sha256: string;
   /** non-blank lines of the file (the index space) */
   count: number;
   rows: PoolRow[];
+  /** `line` is the line in the row's own file (`locate` names the file) */
   skipped: { index: number; line: number; reason: string }[];
+  /** the files in order, with the pool index of each one's first row */
+  parts: PoolPart[];
+}
+
+export interface PoolPart {
+  path: string;
+  sha256: string;
+  count: number;
+  offset: number;
 }
 
 export function fileSha256(path: string): string {
   return createHash('sha256').update(readFileSync(path)).digest('hex');
 }
 
-export function readChatFile(path: string, opts: { skipInvalid?: boolean } = {}): ChatFile {
+/** One file, or several as one pool (see above). */
+export function readChatFile(paths: string | readonly string[], opts: { skipInvalid?: boolean } = {}): ChatFile {
+  const list = typeof paths === 'string' ? [paths] : [...paths];
+  if (list.length === 0) throw new LmtuneError('CONFIG', 'no pool file given');
+  const seen = new Set<string>();
+  for (const p of list) {
+    if (seen.has(p)) throw new LmtuneError('CONFIG', `--pool lists ${p} twice`, 'each pool file once; its rows would otherwise be scored and selected twice');
+    seen.add(p);
+  }
+  if (list.length === 1) return readOne(list[0]!, opts);
+  const files = list.map((p) => readOne(p, opts));
+  const parts: PoolPart[] = [];
+  const rows: PoolRow[] = [];
+  const skipped: ChatFile['skipped'] = [];
+  let offset = 0;
+  for (const f of files) {
+    parts.push({ path: f.path, sha256: f.sha256, count: f.count, offset });
+    for (const r of f.rows) rows.push({ index: r.index + offset, chat: r.chat });
+    for (const s of f.skipped) skipped.push({ ...s, index: s.index + offset });
+    offset += f.count;
+  }
+  return {
+    path: list.join(','),
+    sha256: createHash('sha256').update(files.map((f) => f.sha256).join('\n')).digest('hex'),
+    count: offset,
+    rows,
+    skipped,
+    parts,
+  };
+}
+
+/** the file of pool index `index` and the row's index in that file (0-based among its non-blank lines) */
+export function locate(pool: ChatFile, index: number): { file: string; index: number } {
+  if (!(Number.isInteger(index) && index >= 0 && index < pool.count)) throw new LmtuneError('SHAPE', `pool index ${index} is outside the pool's ${pool.count} rows`);
+  let lo = 0;
+  let hi = pool.parts.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (pool.parts[mid]!.offset <= index) lo = mid;
+    else hi = mid - 1;
+  }
+  const part = pool.parts[lo]!;
+  return { file: part.path, index: index - part.offset };
+}
+
+function readOne(path: string, opts: { skipInvalid?: boolean }): ChatFile {
   if (!existsSync(path)) throw new LmtuneError('IO', `file not found: ${path}`);
   const bytes = readFileSync(path);
   const text = bytes.toString('utf8');
@@ -43,9 +106,11 @@ export function readChatFile(path: string, opts: { skipInvalid?: boolean } = {})
     if (l.trim() !== '') indexOfLine[i + 1] = count++;
   });
   if (count === 0) throw new LmtuneError('DATA', `${path}: no rows`);
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
   return {
     path,
-    sha256: createHash('sha256').update(bytes).digest('hex'),
+    sha256,
+    parts: [{ path, sha256, count, offset: 0 }],
     count,
     rows: parsed.rows.map((chat) => ({ index: indexOfLine[chat.line]!, chat })),
     skipped: parsed.skipped.map((s) => ({ index: indexOfLine[s.line]!, line: s.line, reason: s.reason })),

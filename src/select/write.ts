@@ -43,8 +43,11 @@ export interface WrittenSelection {
   indices: number[];
 }
 
-/** Writes OUT/scores.csv and OUT/selected.jsonl atomically. `scores[index]` is NaN for unscored rows. */
-export function writeSelection(out: string, pool: ChatFile, scores: Float64Array, amount: Amount, fileLabel = pool.path): WrittenSelection {
+/**
+ * Writes OUT/scores.csv and OUT/selected.jsonl atomically. `scores[index]` is NaN for unscored rows.
+ * scores.csv names each row's own pool file and its index in that file (pools of several files).
+ */
+export function writeSelection(out: string, pool: ChatFile, scores: Float64Array, amount: Amount): WrittenSelection {
   if (scores.length !== pool.count) throw new LmtuneError('SHAPE', `${scores.length} scores for ${pool.count} pool rows`);
   const rawOf = new Map<number, string>();
   for (const r of pool.rows) rawOf.set(r.index, r.chat.raw);
@@ -52,9 +55,14 @@ export function writeSelection(out: string, pool: ChatFile, scores: Float64Array
   for (const s of scores) if (!Number.isNaN(s)) scored++;
   const k = selectionCount(scored, amount);
   const ranked = rankAll(scores);
-  const label = csvField(fileLabel);
+  const labels = pool.parts.map((p) => csvField(p.path));
   const csv: string[] = ['file,index,score'];
-  for (const i of ranked) csv.push(`${label},${i},${scores[i]!.toFixed(8)}`);
+  let part = 0;
+  for (const i of ranked) {
+    // the part holding i: parts are few, and ranked order jumps between them
+    if (!(pool.parts[part]!.offset <= i && i < pool.parts[part]!.offset + pool.parts[part]!.count)) part = pool.parts.findIndex((p) => p.offset <= i && i < p.offset + p.count);
+    csv.push(`${labels[part]},${i - pool.parts[part]!.offset},${scores[i]!.toFixed(8)}`);
+  }
   atomicWrite(join(out, 'scores.csv'), csv.join('\n') + '\n');
   const indices = topIndices(scores, k);
   const lines = indices.map((i) => {
