@@ -98,3 +98,11 @@ test('info: the tensor check reads the weights and flags an all-NaN tensor, a pa
   assert.match(r.stdout, new RegExp(`tensor check\\s+.*tensor '${name.replace(/\./g, '\\.')}' is all NaN`));
   assert.ok(readFileSync(join(allNan, 'config.json')).length > 0);
 });
+
+test('tint run: a negative --lr (gradient ascent, the probe\'s silent garbage) is refused naming the flag, before any file is read', () => {
+  const text = join(ROOT, 'tint.txt');
+  writeFileSync(text, 'the cat sat on the mat\n');
+  const r = spawnSync(process.execPath, [CLI, 'tint', 'run', '--inner', TINY, '--text', text, '--lr', '-1'], { encoding: 'utf8' });
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /error \[CONFIG\]: --lr must be >= 0, got -1/);
+});

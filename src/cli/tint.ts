@@ -63,7 +63,7 @@ export function register(program: Command): void {
         innerDir: f.inner,
         textFile: f.text,
         settings: {
-          lr: num('--lr', f.lr),
+          lr: num('--lr', f.lr, { min: 0 }), // a negative η is gradient ascent: garbage, not a step (issue 19's probe)
           steps: num('--steps', f.steps, { int: true, min: 0 }),
           fdScale: num('--fd-scale', f.fdScale, { min: Number.MIN_VALUE }),
           gates: oneOf('--gates', f.gates, ['tanh', 'hard'] as const),

@@ -42,8 +42,9 @@ function trainJob(name: string, flags: string[], outputs: string[]): KillJob {
     prepare: (root) => writeFileSync(join(root, 'sst2.jsonl'), readFileSync(SST2, 'utf8').split('\n').slice(0, 80).join('\n') + '\n'),
     args,
     // killed before config.json existed: nothing to resume, start it again (same folder); killed after
-    // summary.json (the last file a run writes): finished, and `--resume` rightly refuses it
-    resume: (root, out) => (existsSync(join(out, 'summary.json')) ? null : existsSync(join(out, 'config.json')) ? ['train', '--resume', out] : args(root, out)),
+    // a run that finished (summary.json, the last file a run writes) is resumed too: `--resume` must succeed
+    // at once and change nothing, which the byte comparison then checks
+    resume: (root, out) => (existsSync(join(out, 'config.json')) ? ['train', '--resume', out] : args(root, out)),
     outputs,
   };
 }

@@ -42,7 +42,7 @@ import { packBatch } from '../models/batch.ts';
 import { lrAt, type Schedule } from '../optim/schedule.ts';
 import { clipGradNorm, globalGradNorm } from '../optim/clip.ts';
 import { loadExamples, resolveTask } from '../tasks/index.ts';
-import { claimRunFolder, DataOrder, JsonlWriter, loggedEvals, loggedLastLoss, truncateJsonl, type EvalEvent, type TrainHooks, type TrainSummary } from '../train/loop.ts';
+import { claimRunFolder, DataOrder, finishedRun, JsonlWriter, loggedEvals, loggedLastLoss, truncateJsonl, type EvalEvent, type TrainHooks, type TrainSummary } from '../train/loop.ts';
 import { readCheckpoint, writeCheckpoint, type RunState } from '../train/checkpoint.ts';
 import { makeOptimizer } from '../optim/options.ts';
 import { writeRunReport } from '../train/report.ts';
@@ -297,7 +297,7 @@ export async function trainQuad(cfg: TrainConfig, runDir: string, hooks: TrainHo
     if (ck) {
       const statePath = join(runDir, 'checkpoint', 'state.json');
       if (ck.state.step >= cfg.maxSteps && existsSync(join(runDir, 'summary.json'))) {
-        throw new LmtuneError('CONFIG', `${runDir}: the run is finished (step ${ck.state.step} of ${cfg.maxSteps}); there is nothing to resume`, `its results are in ${join(runDir, 'summary.json')}; to train further, start a new run from ${join(runDir, 'final')}`);
+        return finishedRun(runDir, ck.state.step, cfg.maxSteps, hooks);
       }
       if (ck.state.data.cursor >= trainStarts.length) throw new LmtuneError('CHECKPOINT', `${statePath}: "data.cursor" is ${ck.state.data.cursor}, past the ${trainStarts.length} training windows`, 'the state or the --data file changed since the run was checkpointed');
       if (ck.state.step > 0 && ck.optimizer.size === 0 && cfg.optimizer.name !== 'sgd') throw new LmtuneError('CHECKPOINT', `${join(runDir, 'checkpoint', 'optimizer.safetensors')}: missing; ${cfg.optimizer.name} keeps state that a resume needs`, 'restore the file, or start the run again');

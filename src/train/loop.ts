@@ -296,6 +296,21 @@ export function claimRunFolder(runDir: string, flag = '--out'): void {
  * this rank's folder (`replicaDir`). Only rank 0 evaluates dev, keeps best/ and writes final/ and the
  * report; every rank writes its log, trajectory and checkpoints (identical bytes, checked by the tests).
  */
+/**
+ * `--resume` of a finished run (one with summary.json, the last file a run writes): a retry loop or a kill
+ * that landed after summary.json. Nothing to do and nothing is touched; the recorded summary is the
+ * answer, so `--resume` is idempotent (the seed-2 kill batch of "mezo lora" lost a run when this refused).
+ */
+export function finishedRun(runDir: string, step: number, maxSteps: number, hooks: TrainHooks): TrainSummary {
+  const path = join(runDir, 'summary.json');
+  const done = readJson<TrainSummary>(path, 'run summary');
+  if (typeof done !== 'object' || done === null || done.steps !== step) {
+    throw new LmtuneError('CHECKPOINT', `${path}: does not record step ${step}, the checkpoint's`, 'the run folder was edited; start a new run');
+  }
+  hooks.onMessage?.(`${runDir}: the run is finished (step ${step} of ${maxSteps}); nothing to resume. To train further, start a new run from ${join(runDir, 'final')}`);
+  return { ...done, seconds: 0 };
+}
+
 export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks = {}, resume = false, dp?: DataParallel): Promise<TrainSummary> {
   const t0 = performance.now();
   claimRunFolder(runDir, resume ? '--resume' : '--out');
@@ -335,7 +350,7 @@ export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks 
       const statePath = join(runDir, 'checkpoint', 'state.json');
       // the last checkpoint is written before final/ and summary.json: only a run with its summary is finished
       if (ck.state.step >= cfg.maxSteps && existsSync(join(runDir, 'summary.json'))) {
-        throw new LmtuneError('CONFIG', `${runDir}: the run is finished (step ${ck.state.step} of ${cfg.maxSteps}); there is nothing to resume`, `its results are in ${join(runDir, 'summary.json')}; to train further, start a new run from ${join(runDir, 'final')}`);
+        return finishedRun(runDir, ck.state.step, cfg.maxSteps, hooks);
       }
       if (ck.state.data.cursor >= trainSet.length) {
         throw new LmtuneError('CHECKPOINT', `${statePath}: "data.cursor" is ${ck.state.data.cursor}, past the ${trainSet.length} training examples`, 'the state or the --data file changed since the run was checkpointed');
@@ -466,7 +481,7 @@ export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks 
     examples: { train: trainSet.length, dev: dev.length },
     ...(chat ? { chat: chatSummary(chat.report) } : {}),
   };
-  // summary.json last: it marks the run finished (resume refuses a finished run), so everything a
+  // summary.json last: it marks the run finished (resume then only returns it), so everything a
   // finished run has exists before it (a kill between the two left a run without report.html)
   if (evaluates) writeRunReport(runDir, cfg, { sizes: summary.examples ?? null, seconds: summary.seconds });
   faultPoint('finishing');
