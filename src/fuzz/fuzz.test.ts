@@ -21,8 +21,11 @@ import { diskFolder } from '../node/folder.ts';
 import { dataTarget } from './targets/data.ts';
 import { trajectoryTarget } from './targets/trajectory.ts';
 import { tokenizerTarget } from './targets/tokenizer.ts';
+import { datastoreTarget, type DatastoreInput } from './targets/datastore.ts';
+import { chatTarget } from './targets/chat.ts';
+import type { FuzzTarget } from './runner.ts';
 
-const RUNS: Record<string, number> = { safetensors: 60, config: 80, tokenizer: 40, data: 80, taskfile: 80, trajectory: 60, run: 80 };
+const RUNS: Record<string, number> = { safetensors: 60, config: 80, tokenizer: 40, data: 80, taskfile: 80, trajectory: 60, run: 80, datastore: 60, chat: 80 };
 
 for (const t of TARGETS) {
   test(`fuzz ${t.name}: ${RUNS[t.name] ?? 40} cases (seed 19) work or fail naming the file`, async () => {
@@ -111,4 +114,62 @@ test('regression: a config.json with a key twice is refused by name, not read as
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+const DS: DatastoreInput = { dtype: 'f16', rows: 5, dim: 3, shardRows: 2, dataSeed: 1, store: 1, single: false, header: null, shard: 0, damage: { op: 'none' }, disagree: null };
+
+test('regression: datastore header fields of the wrong type or size are refused naming header.json and the field (datastore target)', async () => {
+  // before: rows "5" read as 0 scores (silent), rows 1e12 looped over 5e11 shards (a hang)
+  for (const [at, value, field] of [[15, '5', 'rows'], [15, 1e12, 'rows'], [15, -3, 'rows'], [15, 2.5, 'rows'], [5, 0, 'dim'], [6, 'f64', 'dtype'], [9, null, 'maxLength'], [2, 0, 'data']] as const) {
+    const o = await outcome(datastoreTarget as never, { ...DS, header: { json: [{ op: 'set', at, value }], text: { op: 'none' } } });
+    assert.equal(o.kind, 'clear', JSON.stringify(o));
+    assert.match((o as { message: string }).message, new RegExp(`pool-c1/header\\.json: datastore header field "${field}"`), (o as { message: string }).message);
+    // one datastore alone (nothing to compare it with): before, rows 10¹² or −3 threw a RangeError sizing the scores
+    const one = await outcome(datastoreTarget as never, { ...DS, single: true, header: { json: [{ op: 'set', at, value }], text: { op: 'none' } } });
+    assert.equal(one.kind, 'clear', JSON.stringify(one));
+    assert.match((one as { message: string }).message, new RegExp(`pool-c0/header\\.json: datastore header field "${field}"`));
+  }
+});
+
+test('regression: pool datastores that disagree on model, projection or pool are refused naming the field (datastore target)', async () => {
+  // before: scanScores compared only the shapes, so scores summed features of different projections
+  for (const [disagree, what] of [['model', 'model \\(fingerprint\\)'], ['projection', 'projection'], ['data', 'data file'], ['feature', 'feature kind']] as const) {
+    const o = await outcome(datastoreTarget as never, { ...DS, disagree });
+    assert.equal(o.kind, 'clear', JSON.stringify(o));
+    assert.match((o as { message: string }).message, new RegExp(`pool-c1/header\\.json: ${what} .* differs from .*pool-c0/header\\.json`));
+  }
+  // an undamaged pair works and scores exactly as the reference
+  assert.equal((await outcome(datastoreTarget as never, DS)).kind, 'ok');
+});
+
+test('regression: a shard cut at every byte fails naming that shard (datastore target)', async () => {
+  for (let at = 0; at < 200; at += 7) {
+    const o = await outcome(datastoreTarget as never, { ...DS, store: 0, shard: 1, damage: { op: 'truncate', at } });
+    assert.equal(o.kind, 'clear', JSON.stringify(o));
+    assert.match((o as { message: string }).message, /pool-c0\/shard-00001\.safetensors: /);
+  }
+});
+
+test('chat rows: a label outside the choices and a non-string content name file:line (chat target)', async () => {
+  const base = { maxLength: 64, text: { op: 'none' as const }, huge: false };
+  let o = await outcome(chatTarget as never, { ...base, rows: [{ form: 'tulu', system: false, edits: [] }, { form: 'choice', system: false, edits: [{ op: 'set', at: 8, value: 'maybe' }] }] });
+  assert.equal(o.kind, 'clear', JSON.stringify(o));
+  assert.match((o as { message: string }).message, /chat\.jsonl:2: "label" "maybe" is not one of the choices/);
+  o = await outcome(chatTarget as never, { ...base, text: { op: 'bom' }, rows: [{ form: 'answers', system: true, edits: [] }] });
+  assert.equal(o.kind, 'ok', JSON.stringify(o));
+});
+
+test('the write check: a target that writes a file its entry point may not write fails the case, naming it', async () => {
+  const writer: FuzzTarget<number> = {
+    name: 'writer',
+    description: 'writes a stray file',
+    input: null as never,
+    prepare: (_i, dir) => writeFileSync(join(dir, 'in.txt'), 'x'),
+    run: async (_i, dir) => writeFileSync(join(dir, 'stray.txt'), 'y'),
+  };
+  const o = await outcome(writer as never, 0);
+  assert.equal(o.kind, 'crash');
+  assert.match((o as { message: string }).message, /wrote outside what writer's entry point may write: \+stray\.txt/);
+  // allowed by `writes`: fine
+  assert.equal((await outcome({ ...writer, writes: /^stray\.txt$/ } as never, 0)).kind, 'ok');
 });

@@ -6,9 +6,9 @@
  * Cases are drawn with fast-check from a seed, so `--seed S` reproduces a run. Counting runs every case
  * (fc.sample); when one fails, fc.check runs the same property to shrink it to a minimal input.
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative, sep } from 'node:path';
 import fc from 'fast-check';
 import { LmtuneError } from '../util/errors.ts';
 
@@ -17,8 +17,35 @@ export interface FuzzTarget<I = unknown> {
   /** what is fuzzed and through which entry point */
   readonly description: string;
   readonly input: fc.Arbitrary<I>;
-  /** writes the case's files under `dir` and reads them through the same function the CLI uses */
+  /**
+   * Writes the case's files under `dir`. Targets that have it get the "no write outside what the entry
+   * point is meant to write" check: `dir` is listed (paths, sizes, mtimes) after prepare and after run,
+   * and any file run created, changed or removed that `writes` does not allow fails the case.
+   */
+  prepare?(input: I, dir: string): void | Promise<void>;
+  /** paths (relative to `dir`, '/'-separated) the entry point may write; absent: a read-only loader */
+  readonly writes?: RegExp;
+  /** reads the case's files through the same function the CLI uses (and, without prepare, writes them first) */
   run(input: I, dir: string): Promise<void>;
+}
+
+/** every file and folder under `dir`: relative path → size and mtime (cheap enough per case) */
+export function listTree(dir: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const e of readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    const full = join(e.parentPath, e.name);
+    const st = lstatSync(full);
+    out.set(relative(dir, full).split(sep).join('/'), st.isDirectory() ? 'dir' : `${st.size}:${st.mtimeMs}`);
+  }
+  return out;
+}
+
+/** what changed between two listings, as '+path', '-path', '~path' */
+export function treeChanges(before: ReadonlyMap<string, string>, after: ReadonlyMap<string, string>, allowed?: RegExp): string[] {
+  const out: string[] = [];
+  for (const [p, v] of after) if (before.get(p) !== v && !(allowed?.test(p) ?? false) && !(v === 'dir' && before.get(p) === 'dir')) out.push(`${before.has(p) ? '~' : '+'}${p}`);
+  for (const p of before.keys()) if (!after.has(p) && !(allowed?.test(p) ?? false)) out.push(`-${p}`);
+  return out;
 }
 
 export type Outcome =
@@ -37,7 +64,21 @@ export async function runCase<I>(target: FuzzTarget<I>, input: I, root: string, 
   const t0 = performance.now();
   let outcome: Outcome;
   try {
-    await target.run(input, dir);
+    let before: Map<string, string> | null = null;
+    if (target.prepare) {
+      await target.prepare(input, dir);
+      before = listTree(dir);
+    }
+    let thrown: unknown = null;
+    try {
+      await target.run(input, dir);
+    } catch (e) {
+      thrown = e;
+    }
+    // checked whether the entry point worked or failed: a failed read must not leave files behind either
+    const changed = before ? treeChanges(before, listTree(dir), target.writes) : [];
+    if (changed.length) throw new Error(`wrote outside what ${target.name}'s entry point may write: ${changed.slice(0, 5).join(', ')}`);
+    if (thrown !== null) throw thrown;
     outcome = { kind: 'ok' };
   } catch (e) {
     if (e instanceof LmtuneError) outcome = e.message.includes(dir) ? { kind: 'clear', message: e.message } : { kind: 'unclear', message: `[${e.code}] ${e.message}` };

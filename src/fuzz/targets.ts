@@ -7,5 +7,7 @@ import { dataTarget } from './targets/data.ts';
 import { taskFileTarget } from './targets/taskfile.ts';
 import { trajectoryTarget } from './targets/trajectory.ts';
 import { runFolderTarget } from './targets/run-folder.ts';
+import { datastoreTarget } from './targets/datastore.ts';
+import { chatTarget } from './targets/chat.ts';
 
-export const TARGETS: readonly FuzzTarget<never>[] = [safetensorsTarget, configTarget, tokenizerTarget, dataTarget, taskFileTarget, trajectoryTarget, runFolderTarget] as unknown as FuzzTarget<never>[];
+export const TARGETS: readonly FuzzTarget<never>[] = [safetensorsTarget, configTarget, tokenizerTarget, dataTarget, taskFileTarget, trajectoryTarget, runFolderTarget, datastoreTarget, chatTarget] as unknown as FuzzTarget<never>[];

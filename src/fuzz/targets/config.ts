@@ -23,8 +23,10 @@ export const configTarget: FuzzTarget<ConfigInput> = {
   name: 'config',
   description: "a model folder's config.json through loadModelConfig + the tensor contract",
   input: fc.record({ family: fc.constantFrom(...FAMILIES), edits: documentEdits }),
-  async run(i, dir) {
+  prepare(i, dir) {
     writeFileSync(join(dir, 'config.json'), mutateJsonText(tinyConfig(i.family) as Json, i.edits, 2));
+  },
+  async run(i, dir) {
     const cfg = loadModelConfig(diskFolder(dir));
     const tensors = expectedTensors(cfg);
     const n = parameterCount(cfg);

@@ -88,9 +88,11 @@ export const dataTarget: FuzzTarget<DataInput> = {
   name: 'data',
   description: 'JSONL / TSV / CSV / Kim data files through loadExamples + encodeCausal (sst2, copa, squad)',
   input,
+  prepare(i, dir) {
+    writeFileSync(join(dir, `data.${i.format}`), applyTextEdit(Buffer.from(serialize(i), 'utf8'), i.text));
+  },
   async run(i, dir) {
     const file = join(dir, `data.${i.format}`);
-    writeFileSync(file, applyTextEdit(Buffer.from(serialize(i), 'utf8'), i.text));
     const task = resolveTask(i.task);
     const examples = loadExamples(task, file);
     tok ??= loadTokenizer(diskFolder(ASSET), 'gpt2');

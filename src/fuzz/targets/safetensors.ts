@@ -117,15 +117,16 @@ export const safetensorsTarget: FuzzTarget<SafetensorsInput> = {
   name: 'safetensors',
   description: 'model.safetensors (+ config.json) through TransformerModel.load; synthetic files through readSafetensors',
   input,
-  async run(i, dir) {
-    const file = join(dir, 'model.safetensors');
+  prepare(i, dir) {
     if (i.kind === 'sharded') writeSharded(i, dir);
-    else writeFileSync(file, buildFile(i));
+    else writeFileSync(join(dir, 'model.safetensors'), buildFile(i));
+    if (i.kind !== 'synthetic') writeFileSync(join(dir, 'config.json'), JSON.stringify(GPT2));
+  },
+  async run(i, dir) {
     if (i.kind === 'synthetic') {
-      readSafetensors(file);
+      readSafetensors(join(dir, 'model.safetensors'));
       return;
     }
-    writeFileSync(join(dir, 'config.json'), JSON.stringify(GPT2));
     const m = await TransformerModel.load(dir, { tokenizer: false });
     // loading succeeded: it must have loaded float weights with finite values (no silent garbage)
     for (const [name, t] of m.weights.entries()) {

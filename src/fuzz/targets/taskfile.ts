@@ -27,11 +27,13 @@ export const taskFileTarget: FuzzTarget<TaskFileInput> = {
   name: 'taskfile',
   description: 'YAML / JSON task files through resolveTask, then one row through task.parse',
   input: fc.record({ seed: fc.nat(SEEDS.length - 1), yaml: fc.boolean(), edits: documentEdits }),
-  async run(i, dir) {
+  prepare(i, dir) {
     const doc = applyJsonEdits(SEEDS[i.seed]!, i.edits.json);
     const text = i.yaml ? YAML.stringify(doc) : JSON.stringify(doc, null, 2);
+    writeFileSync(join(dir, i.yaml ? 'task.yaml' : 'task.json'), applyTextEdit(Buffer.from(text, 'utf8'), i.edits.text));
+  },
+  async run(i, dir) {
     const file = join(dir, i.yaml ? 'task.yaml' : 'task.json');
-    writeFileSync(file, applyTextEdit(Buffer.from(text, 'utf8'), i.edits.text));
     const task = resolveTask(file);
     task.parse({ file: join(dir, 'd.jsonl'), line: 1, value: { text: 'x', label: 'pos', premise: 'p', hypothesis: 'h', question: 'q', gold: ['a'] } });
     if (task.kind === 'classification' && new Set(task.labelWords).size !== task.labelWords.length) {

@@ -65,7 +65,7 @@ export const tokenizerTarget: FuzzTarget<TokenizerInput> = {
     merges: textEdit,
     tokenizerConfig: rarely(documentEdits),
   }),
-  async run(i, dir) {
+  prepare(i, dir) {
     const { vocab, merges } = seedFiles();
     if (i.layout === 'tokenizer.json') {
       writeFileSync(join(dir, 'tokenizer.json'), mutateJsonText(tokenizerJson(vocab, merges), i.main));
@@ -74,6 +74,8 @@ export const tokenizerTarget: FuzzTarget<TokenizerInput> = {
       writeFileSync(join(dir, 'merges.txt'), applyTextEdit(Buffer.from(['#version: 0.2', ...merges].join('\n') + '\n'), i.merges));
     }
     if (i.tokenizerConfig) writeFileSync(join(dir, 'tokenizer_config.json'), mutateJsonText(TC, i.tokenizerConfig));
+  },
+  async run(i, dir) {
     const tok = await loadTokenizer(diskFolder(dir), i.family ?? undefined);
     const ids = tok.encode('Hello world, ünïcödé 😀 it was great');
     tok.decode(ids);

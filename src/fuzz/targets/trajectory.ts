@@ -61,7 +61,7 @@ export const trajectoryTarget: FuzzTarget<TrajectoryInput> = {
   name: 'trajectory',
   description: 'MeZO trajectory.jsonl through readTrajectory + replayTrajectory (the weights must match the recording)',
   input: fc.record({ line: fc.nat(STEPS), edits: fc.array(jsonEdit, { maxLength: 2, size: 'xsmall' }), text: textEdit }),
-  async run(i, dir) {
+  async prepare(i, dir) {
     const rec = await record();
     const lines = rec.text.split('\n');
     if (i.edits.length) {
@@ -70,6 +70,10 @@ export const trajectoryTarget: FuzzTarget<TrajectoryInput> = {
     }
     const path = join(dir, 'trajectory.jsonl');
     writeFileSync(path, applyTextEdit(Buffer.from(lines.join('\n'), 'utf8'), i.text));
+  },
+  async run(_i, dir) {
+    const rec = await record();
+    const path = join(dir, 'trajectory.jsonl');
     const traj = readTrajectory(path);
     const ps = initial();
     await replayTrajectory(ps, traj);
