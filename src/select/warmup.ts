@@ -22,6 +22,7 @@ import { loadTransformer } from '../models/index.ts';
 import { train } from '../train/loop.ts';
 import { readCheckpoint } from '../train/checkpoint.ts';
 import type { TrainConfig } from '../train/options.ts';
+import { optimizerDefaults } from '../optim/options.ts';
 import type { Schedule } from '../optim/schedule.ts';
 import { epochAverageLr } from './match.ts';
 import { encodeRows, readChatFile } from './pool.ts';
@@ -73,23 +74,8 @@ function trainConfig(cfg: SelectConfig, data: string, rows: number): { train: Tr
     numTrain: null,
     numDev: 0,
     devLimit: 1,
-    optimizer: {
-      name: 'adam',
-      lr: w.lr,
-      weightDecay: 0,
-      momentum: 0.9,
-      momentumForm: 'pytorch',
-      nesterov: false,
-      beta1: 0.9,
-      beta2: 0.999,
-      eps: 1e-8,
-      epsMode: 'outside',
-      zoEps: 1e-3,
-      zoSamples: 1,
-      zoDistribution: 'gaussian',
-      zoRule: 'sgd',
-      zoObjective: 'ce',
-    },
+    // the schema's defaults (optim/options.ts): Adam with PyTorch's β and ε, as the reference's warmup
+    optimizer: { ...optimizerDefaults('adam'), name: 'adam', lr: w.lr, zoEps: 1e-3 },
     schedule: 'linear',
     warmupSteps,
     maxSteps,

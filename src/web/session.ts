@@ -31,6 +31,7 @@ import { scanTrajectory, sealHeader, sealRecord, stepRecord, trajectoryHeader } 
 import { svagSdeTime } from '../scaling/svag.ts';
 import { buildLossRequest, defaultObjective, encodeExample, lossUnits, type Encoded, type ObjectiveMode } from '../train/batches.ts';
 import type { TrainConfig } from '../train/options.ts';
+import { optimizerDefaults } from '../optim/options.ts';
 import type { RunState } from '../train/checkpoint.ts';
 import { validateRunConfig, validateRunState } from '../train/validate.ts';
 
@@ -416,23 +417,8 @@ export class TuneSession {
       numTrain: null,
       numDev: 64,
       devLimit: Math.max(1, devLimit),
-      optimizer: {
-        name: mezo ? 'mezo' : 'adam',
-        lr: s.lr,
-        weightDecay: 0,
-        momentum: 0.9,
-        momentumForm: 'pytorch',
-        nesterov: false,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        epsMode: 'outside',
-        zoEps: s.eps,
-        zoSamples: 1,
-        zoDistribution: 'gaussian',
-        zoRule: 'sgd',
-        zoObjective: 'ce',
-      },
+      // the schema's defaults (optim/options.ts) for everything the page does not set
+      optimizer: mezo ? { ...optimizerDefaults('mezo'), name: 'mezo', lr: s.lr, zoEps: s.eps } : { ...optimizerDefaults('adam'), name: 'adam', lr: s.lr, zoEps: s.eps },
       schedule: s.schedule,
       warmupSteps: 0,
       maxSteps: s.steps,
