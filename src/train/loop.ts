@@ -16,7 +16,6 @@ import { appendFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LmtuneError } from '../util/errors.ts';
 import { atomicWrite, readJson, stableStringify } from '../node/fsx.ts';
-import { Rng } from '../util/rng.ts';
 import { faultPoint } from '../util/fault.ts';
 import { asLanguageModel, copyTokenizerFiles, loadTransformer, saveAdapters, type TransformerModel } from '../models/index.ts';
 import { attachPeft } from '../peft/index.ts';
@@ -29,6 +28,9 @@ import { readCheckpoint, writeCheckpoint, type RunState } from './checkpoint.ts'
 import type { TrainConfig } from './options.ts';
 import { makeStepper, type BatchRequest, type Stepper, type StepResult } from './stepper.ts';
 import { writeRunReport } from './report.ts';
+import { DataOrder } from './data-order.ts';
+
+export { DataOrder };
 import { validateRunConfig } from './validate.ts';
 import { checkpointDigest, commonStartStep, keepPreviousCheckpoint, localStartSteps, replicaConfig, selectCheckpoint, shareCapacity, shareOf, type DataParallel } from './data-parallel.ts';
 import { claimFolder, readMarker, replaceFolder, writeMarker } from '../node/outputs.ts';
@@ -173,32 +175,6 @@ export class JsonlWriter {
       throw new LmtuneError('IO', `${this.path}: cannot append (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'free disk space, then continue with --resume (the log is cut back to the checkpoint)');
     }
     this.buffer = [];
-  }
-}
-
-export class DataOrder {
-  constructor(
-    readonly n: number,
-    readonly seed: number,
-    public epoch = 0,
-    public cursor = 0,
-  ) {}
-  private perm: number[] | null = null;
-  private permEpoch = -1;
-  next(k: number): number[] {
-    const out: number[] = [];
-    while (out.length < k) {
-      if (this.permEpoch !== this.epoch) {
-        this.perm = new Rng(`data/${this.seed}/${this.epoch}`).permutation(this.n);
-        this.permEpoch = this.epoch;
-      }
-      out.push(this.perm![this.cursor++]!);
-      if (this.cursor >= this.n) {
-        this.epoch++;
-        this.cursor = 0;
-      }
-    }
-    return out;
   }
 }
 

@@ -13,7 +13,6 @@
 import { LmtuneError } from '../util/errors.ts';
 import { MemoryFolder, MemorySink, type Folder } from '../util/folder.ts';
 import { stableStringify } from '../util/json.ts';
-import { Rng } from '../util/rng.ts';
 import { adapterFiles, asLanguageModel, TOKENIZER_FILES, TransformerModel } from '../models/index.ts';
 import { expectedTensors, parseModelConfig } from '../models/config.ts';
 import { planCheckpoint } from '../models/checkpoint.ts';
@@ -32,6 +31,7 @@ import { svagSdeTime } from '../scaling/svag.ts';
 import { buildLossRequest, defaultObjective, encodeExample, lossUnits, type Encoded, type ObjectiveMode } from '../train/batches.ts';
 import type { TrainConfig } from '../train/options.ts';
 import { optimizerDefaults } from '../optim/options.ts';
+import { DataOrder } from '../train/data-order.ts';
 import type { RunState } from '../train/checkpoint.ts';
 import { validateRunConfig, validateRunState } from '../train/validate.ts';
 
@@ -128,33 +128,6 @@ export interface RunInfo {
 function exampleText(ex: Example): string {
   const f = ex.fields;
   return f.sentence ?? f.text ?? Object.values(f).join(' / ');
-}
-
-/** the seeded per-epoch data order of src/train/loop.ts's DataOrder, resumable from (epoch, cursor) */
-class DataOrder {
-  private perm: number[] | null = null;
-  private permEpoch = -1;
-  constructor(
-    readonly n: number,
-    readonly seed: number,
-    public epoch = 0,
-    public cursor = 0,
-  ) {}
-  next(k: number): number[] {
-    const out: number[] = [];
-    while (out.length < k) {
-      if (this.permEpoch !== this.epoch) {
-        this.perm = new Rng(`data/${this.seed}/${this.epoch}`).permutation(this.n);
-        this.permEpoch = this.epoch;
-      }
-      out.push(this.perm![this.cursor++]!);
-      if (this.cursor >= this.n) {
-        this.epoch++;
-        this.cursor = 0;
-      }
-    }
-    return out;
-  }
 }
 
 interface Run {
