@@ -17,9 +17,9 @@
  * (lora_A [r, in], lora_B [out, r]), as the reference concatenates `p.grad.view(-1)`.
  */
 import { LmtuneError } from '../util/errors.ts';
-import { grad, type Value } from '../engine/index.ts';
-import { packBatch, roundUp } from '../models/batch.ts';
-import type { TransformerModel } from '../models/model.ts';
+import { grad, type Feeds, type Value } from '../engine/index.ts';
+import { packBatch, roundUp, type PackedBatch } from '../models/batch.ts';
+import type { HeadContext, TransformerModel } from '../models/model.ts';
 
 /** a row-wise linear projection (RademacherProjection, SrhtProjection) */
 export interface Projector {
@@ -94,12 +94,12 @@ export function gradLayout(model: TransformerModel, names: readonly string[]): G
 }
 
 /**
- * Per-example gradients of the mean supervised-token cross-entropy, for up to `batchSize` examples in one
- * batched forward/backward. Returns [n, layout.dim] (row-major) and each example's loss.
- * Rows are padded to `batchSize`, the sequence to a multiple of 16 and the target count to a power of
- * two, so a run reuses few graphs.
+ * What every per-example gradient head of LESS starts from: the examples packed (rows padded to
+ * `batchSize`, the sequence to a multiple of 16), their supervised next-token targets (padded to a power
+ * of two: few distinct graphs per run, each new shape is an ORT compile), and the [B, K] segment that
+ * averages each example's token losses. `perExampleLoss` builds the matching loss in a head.
  */
-export async function perExampleGradients(model: TransformerModel, layout: GradLayout, examples: readonly GradExample[], batchSize: number): Promise<{ grads: Float32Array; losses: Float64Array }> {
+export function supervisedBatch(model: TransformerModel, examples: readonly GradExample[], batchSize: number): { batch: PackedBatch; K: number; feeds: Feeds } {
   const n = examples.length;
   if (n === 0 || n > batchSize) throw new LmtuneError('SHAPE', `a gradient batch holds 1..${batchSize} examples, got ${n}`);
   const seqs = examples.map((e) => [...e.ids]);
@@ -124,7 +124,6 @@ export async function perExampleGradients(model: TransformerModel, layout: GradL
   examples.forEach((_, b) => {
     if (counts[b] === 0) throw new LmtuneError('DATA', `example ${b} of the batch has no supervised token`, 'rows without an assistant token to predict cannot have a gradient feature');
   });
-  // power-of-two target buckets: few distinct graphs per run (each new shape is an ORT compile)
   const K = Math.max(16, 2 ** Math.ceil(Math.log2(index.length)));
   const idx = new BigInt64Array(K);
   const lab = new BigInt64Array(K).fill(-100n);
@@ -134,22 +133,40 @@ export async function perExampleGradients(model: TransformerModel, layout: GradL
     lab[k] = BigInt(label[k]!);
     seg[owner[k]! * K + k] = 1 / counts[owner[k]!]!;
   }
+  return { batch, K, feeds: { tgt_index: idx, tgt_label: lab, segment: seg } };
+}
+
+/** each example's mean cross-entropy over its supervised tokens [B], from `supervisedBatch`'s feeds */
+export function perExampleLoss(h: HeadContext, B: number, K: number): Value {
+  const g = h.g;
+  const logits = h.logits(h.rows(g.input('tgt_index', [K], 'i64')));
+  const nll = g.apply('cross_entropy', [logits, g.input('tgt_label', [K], 'i64')], { ignoreIndex: -100 })[0]!;
+  // per-example mean over its supervised tokens: [B, K] · [K, 1]
+  return g.input('segment', [B, K], 'f32').matmul(nll.reshape([K, 1])).reshape([B]);
+}
+
+/**
+ * Per-example gradients of the mean supervised-token cross-entropy, for up to `batchSize` examples in one
+ * batched forward/backward. Returns [n, layout.dim] (row-major) and each example's loss.
+ * Rows are padded to `batchSize`, the sequence to a multiple of 16 and the target count to a power of
+ * two, so a run reuses few graphs.
+ */
+export async function perExampleGradients(model: TransformerModel, layout: GradLayout, examples: readonly GradExample[], batchSize: number): Promise<{ grads: Float32Array; losses: Float64Array }> {
+  const { batch, K, feeds } = supervisedBatch(model, examples, batchSize);
+  const n = examples.length;
+  const B = batchSize;
   const out = await model.runHead(
     `less-grad|K${K}|${layout.names.join(',')}`,
     batch,
     (h) => {
-      const g = h.g;
-      const logits = h.logits(h.rows(g.input('tgt_index', [K], 'i64')));
-      const nll = g.apply('cross_entropy', [logits, g.input('tgt_label', [K], 'i64')], { ignoreIndex: -100 })[0]!;
-      // per-example mean over its supervised tokens: [B, K] · [K, 1]
-      const per = g.input('segment', [B, K], 'f32').matmul(nll.reshape([K, 1])).reshape([B]);
+      const per = perExampleLoss(h, B, K);
       const params: Value[] = layout.names.map((name) => h.param(name));
       const gs = grad(per.sum(), params, { perExample: params });
       const res: Record<string, Value> = { losses: per };
       gs.forEach((v, i) => (res[`g${i}`] = v));
       return res;
     },
-    { tgt_index: idx, tgt_label: lab, segment: seg },
+    feeds,
   );
   const D = layout.dim;
   const grads = new Float32Array(n * D);

@@ -23,10 +23,10 @@
  */
 import { LmtuneError } from '../util/errors.ts';
 import { grad, type Value } from '../engine/index.ts';
-import { packBatch, roundUp } from '../models/batch.ts';
+import { roundUp } from '../models/batch.ts';
 import type { TransformerModel } from '../models/model.ts';
 import { KroneckerProjection, type KroneckerMatrix } from '../projection/kronecker.ts';
-import { LESS_ADAM, normalizeRows, type AdamFeatureOptions, type AdamMoments, type FeatureKind, type GradExample, type GradLayout } from './features.ts';
+import { LESS_ADAM, normalizeRows, perExampleLoss, supervisedBatch, type AdamFeatureOptions, type AdamMoments, type FeatureKind, type GradExample, type GradLayout } from './features.ts';
 
 /** one LoRA matrix of the layout: its module, side, and shape [out, in] */
 interface Tap {
@@ -68,49 +68,17 @@ interface TokenRows {
  * to a multiple of 256 so the projection GEMMs see few shapes.
  */
 export async function loraTokenRows(model: TransformerModel, layout: GradLayout, examples: readonly GradExample[], batchSize: number): Promise<TokenRows> {
-  const n = examples.length;
-  if (n === 0 || n > batchSize) throw new LmtuneError('SHAPE', `a gradient batch holds 1..${batchSize} examples, got ${n}`);
   const tp = taps(model, layout);
   const modules = [...new Set(tp.map((t) => t.module))];
-  const seqs = examples.map((e) => [...e.ids]);
-  const longest = Math.max(...seqs.map((s) => s.length));
-  if (longest > model.maxPositions) throw new LmtuneError('DATA', `a sequence of ${longest} tokens exceeds the model's ${model.maxPositions} positions`, 'lower --max-length');
+  const { batch, K, feeds } = supervisedBatch(model, examples, batchSize);
+  const n = examples.length;
   const B = batchSize;
-  const batch = packBatch(seqs, { side: 'right', padId: model.padId(), batch: B, seq: roundUp(longest, 16) });
   const T = batch.seq;
-  const index: number[] = [];
-  const label: number[] = [];
-  const owner: number[] = [];
-  examples.forEach((e, b) => {
-    for (let t = 1; t < e.ids.length; t++) {
-      if (!e.supervised[t]) continue;
-      index.push(b * T + t - 1);
-      label.push(e.ids[t]!);
-      owner.push(b);
-    }
-  });
-  const counts = new Int32Array(B);
-  for (const b of owner) counts[b]!++;
-  examples.forEach((_, b) => {
-    if (counts[b] === 0) throw new LmtuneError('DATA', `example ${b} of the batch has no supervised token`, 'rows without an assistant token to predict cannot have a gradient feature');
-  });
-  const K = Math.max(16, 2 ** Math.ceil(Math.log2(index.length)));
-  const idx = new BigInt64Array(K);
-  const lab = new BigInt64Array(K).fill(-100n);
-  const segW = new Float32Array(B * K);
-  for (let k = 0; k < index.length; k++) {
-    idx[k] = BigInt(index[k]!);
-    lab[k] = BigInt(label[k]!);
-    segW[owner[k]! * K + k] = 1 / counts[owner[k]!]!;
-  }
   const out = await model.runHead(
     `less-kron|K${K}|${modules.join(',')}`,
     batch,
     (h) => {
-      const g = h.g;
-      const logits = h.logits(h.rows(g.input('tgt_index', [K], 'i64')));
-      const nll = g.apply('cross_entropy', [logits, g.input('tgt_label', [K], 'i64')], { ignoreIndex: -100 })[0]!;
-      const per = g.input('segment', [B, K], 'f32').matmul(nll.reshape([K, 1])).reshape([B]);
+      const per = perExampleLoss(h, B, K);
       const vals = modules.map((m) => {
         const v = h.ctx.loraValues.get(m);
         if (!v) throw new LmtuneError('GRAPH', `LoRA module '${m}' was not applied in the forward`, 'the adapter does not belong to this model');
@@ -127,7 +95,7 @@ export async function loraTokenRows(model: TransformerModel, layout: GradLayout,
       });
       return res;
     },
-    { tgt_index: idx, tgt_label: lab, segment: segW },
+    feeds,
   );
   const seg = new Int32Array(n + 1);
   examples.forEach((e, b) => (seg[b + 1] = seg[b]! + e.ids.length));
