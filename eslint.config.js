@@ -14,6 +14,8 @@ const LAYERS = [
   // the adapters' types and their forward math sit below the models that use them
   { name: 'adapter math', files: ['src/peft/spec.ts', 'src/peft/forward.ts'], paths: ['peft/spec.ts', 'peft/forward.ts'] },
   { name: 'models', files: ['src/models/**'], dirs: ['models'] },
+  // heads and objectives on the models' body, and TransformerModel, which puts them behind one object
+  { name: 'heads', files: ['src/heads/**'], dirs: ['heads'] },
   { name: 'tasks', files: ['src/tasks/**'], dirs: ['tasks'] },
   // attaching and initializing adapters on a loaded model
   { name: 'adapters', files: ['src/peft/**'], dirs: ['peft'] },
@@ -26,7 +28,7 @@ const LAYERS = [
   { name: 'methods', files: ['src/distributed/**', 'src/select/**', 'src/kernel/**', 'src/features/**', 'src/scaling/**', 'src/tint/**', 'src/pretrain/**', 'src/zo-bench/**'], dirs: ['distributed', 'select', 'kernel', 'features', 'scaling', 'tint', 'pretrain', 'zo-bench'] },
   { name: 'edges', files: ['src/serve/**', 'src/fuzz/**', 'src/cli/**'], dirs: ['serve', 'fuzz', 'cli'] },
 ];
-const CORE = new Set(['util', 'engine', 'projection', 'adapter math', 'models', 'tasks', 'adapters', 'optim']);
+const CORE = new Set(['util', 'engine', 'projection', 'adapter math', 'models', 'heads', 'tasks', 'adapters', 'optim']);
 const TESTS = ['**/*.test.ts', '**/*.test-util.ts', '**/test-fixtures.ts', '**/test-helpers.ts'];
 
 function layerRules(i) {

@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { configureRuntimeFromEnv } from '../src/node/runtime.ts';
-import { TransformerModel } from '../src/models/model.ts';
+import { TransformerModel } from '../src/heads/model.ts';
 import { WeightStore } from '../src/models/weights.ts';
 import { expectedTensors, parseModelConfig } from '../src/models/config.ts';
 import { Rng } from '../src/util/rng.ts';

@@ -10,7 +10,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 
-const CORE = ['src/util', 'src/engine', 'src/projection', 'src/models', 'src/tasks', 'src/peft', 'src/optim'];
+const CORE = ['src/util', 'src/engine', 'src/projection', 'src/models', 'src/heads', 'src/tasks', 'src/peft', 'src/optim'];
 
 function sources(dir: string, out: string[] = []): string[] {
   for (const name of readdirSync(dir)) {

@@ -13,7 +13,7 @@ import type { EvalProgress, EvalRecord } from '../tasks/index.ts';
 import { runEvaluation } from '../tasks/run-eval.ts';
 
 export interface EvalCommandDeps {
-  /** how a checkpoint folder becomes a model (default: src/models/index.ts, loaded on first use) */
+  /** how a checkpoint folder becomes a model (default: src/heads/model.ts, loaded on first use) */
   readonly loadModel?: (dir: string) => Promise<LanguageModel>;
   readonly stdout?: (s: string) => void;
   readonly stderr?: (s: string) => void;
@@ -140,7 +140,7 @@ export function register(program: Command, deps: EvalCommandDeps = {}): void {
         if (flags.progress && tty) err('\n');
         return finish(record);
       }
-      const load = deps.loadModel ?? (async (dir: string) => (await import('../models/index.ts')).loadModel(dir));
+      const load = deps.loadModel ?? (async (dir: string) => (await import('../heads/model.ts')).loadModel(dir));
       const model = await load(flags.model);
 
       let lastLine = 0;

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { LmtuneError } from '../util/errors.ts';
 import { readSafetensorsHeader } from '../node/safetensors-file.ts';
-import { loadTransformer } from '../models/index.ts';
+import { loadTransformer } from '../heads/model.ts';
 import { loadExamples, resolveTask } from '../tasks/index.ts';
 import { FEATURE_KINDS, type FeatureKind } from '../features/extract.ts';
 import { FEATURE_FORMAT, writeFeatureFile } from '../features/feature-file.ts';

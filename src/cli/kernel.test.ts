@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { LmtuneError } from '../util/errors.ts';
-import { loadTransformer } from '../models/index.ts';
+import { loadTransformer } from '../heads/model.ts';
 import { loadExamples, loadTaskFile } from '../tasks/index.ts';
 import { computeKernelSets, problemFromTensors } from '../kernel/compute.ts';
 import { solve } from '../kernel/solvers.ts';

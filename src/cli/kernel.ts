@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { LmtuneError } from '../util/errors.ts';
-import { loadTransformer } from '../models/index.ts';
+import { loadTransformer } from '../heads/model.ts';
 import { loadExamples, LMBFF_SEEDS, resolveTask, type Example } from '../tasks/index.ts';
 import { computeKernelSets, problemFromTensors, type KernelSet } from '../kernel/compute.ts';
 import { KERNEL_FORMULAS, type KernelFormula } from '../kernel/formula.ts';

@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { LmtuneError } from '../util/errors.ts';
-import { loadTransformer } from '../models/index.ts';
+import { loadTransformer } from '../heads/model.ts';
 import { replayTrajectory } from '../optim/trajectory.ts';
 import { readTrajectory } from '../node/trajectory-file.ts';
 import { saveModelFolder } from '../train/loop.ts';

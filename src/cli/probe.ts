@@ -10,7 +10,7 @@
 import type { Command } from 'commander';
 import { LmtuneError } from '../util/errors.ts';
 import { atomicWrite, stableStringify } from '../node/fsx.ts';
-import { loadTransformer } from '../models/index.ts';
+import { loadTransformer } from '../heads/model.ts';
 import { loadExamples, resolveTask, type Example } from '../tasks/index.ts';
 import { exampleText } from '../features/run.ts';
 import { htmlReport } from '../report/plot.ts';

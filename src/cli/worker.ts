@@ -54,7 +54,7 @@ export function register(program: Command, deps: WorkerCommandDeps = {}): void {
       const { connectionFromUrl } = await import('../distributed/jobs.ts');
       connectionFromUrl(flags.queue);
       const kinds = flags.kinds ? flags.kinds.split(',').map((k) => k.trim()).filter(Boolean) : jobKindNames();
-      const load = deps.loadModel ?? (async (dir: string) => (await import('../models/index.ts')).loadModel(dir));
+      const load = deps.loadModel ?? (async (dir: string) => (await import('../heads/model.ts')).loadModel(dir));
       const lockMs = Number(flags.lockMs);
       // the handlers go in before the worker starts: BullMQ takes a job as soon as it connects, and a
       // SIGTERM in that window would otherwise kill the process mid-job instead of letting it finish

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import '../node/host.ts';
 import { Command } from 'commander';
 import { register as registerKernel } from '../cli/kernel.ts';
-import { loadTransformer } from '../models/index.ts';
+import { loadTransformer } from '../heads/model.ts';
 import { computeKernelSets } from '../kernel/compute.ts';
 import { readKernelFolder } from '../kernel/store.ts';
 import './kinds.ts';

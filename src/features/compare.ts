@@ -6,7 +6,7 @@
  */
 import { LmtuneError } from '../util/errors.ts';
 import { Rng } from '../util/rng.ts';
-import type { TransformerModel } from '../models/model.ts';
+import type { TransformerModel } from '../heads/model.ts';
 import type { Example, Task } from '../tasks/index.ts';
 import { encodeTexts, extractFeatures } from './extract.ts';
 import { featureDefaults } from './defaults.ts';

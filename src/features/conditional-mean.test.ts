@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Rng } from '../util/rng.ts';
 import { Graph, compile, grad, toFloat64 } from '../engine/index.ts';
-import { TransformerModel } from '../models/model.ts';
+import { TransformerModel } from '../heads/model.ts';
 import { tinyConfig, randomWeights } from '../models/testing.ts';
 import { conditionalMean, expectedEmbedding, logSoftmax, logitsOf, softmax, subsetLogits, wordWeights } from './conditional-mean.ts';
 import { extractFeatures } from './extract.ts';

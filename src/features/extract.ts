@@ -13,7 +13,7 @@
 import { LmtuneError } from '../util/errors.ts';
 import type { Value } from '../engine/index.ts';
 import { toFloat64 } from '../engine/index.ts';
-import type { TransformerModel } from '../models/model.ts';
+import type { TransformerModel } from '../heads/model.ts';
 import { packBatch, roundUp } from '../models/batch.ts';
 
 export type FeatureKind = 'f' | 'phi-p' | 'subset' | 'p';

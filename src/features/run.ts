@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { LmtuneError } from '../util/errors.ts';
 import { stableStringify } from '../node/fsx.ts';
-import type { TransformerModel } from '../models/model.ts';
+import type { TransformerModel } from '../heads/model.ts';
 import type { Example, Task } from '../tasks/index.ts';
 import { RademacherProjection } from '../projection/rademacher.ts';
 import { encodeTexts, extractFeatures, type FeatureKind } from './extract.ts';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { LmtuneError } from '../util/errors.ts';
 import { atomicWrite, stableStringify } from '../node/fsx.ts';
-import type { TransformerModel } from '../models/model.ts';
+import type { TransformerModel } from '../heads/model.ts';
 import { attachPeft } from '../peft/index.ts';
 import type { Example, Task } from '../tasks/index.ts';
 import { RademacherProjection } from '../projection/rademacher.ts';

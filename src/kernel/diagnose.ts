@@ -10,7 +10,7 @@
  * weights first, so θ_FT − θ₀ is a difference of base weights.
  */
 import { LmtuneError } from '../util/errors.ts';
-import type { TransformerModel } from '../models/model.ts';
+import type { TransformerModel } from '../heads/model.ts';
 import { mergeLora } from '../peft/index.ts';
 import { computeKernels } from './accumulate.ts';
 import type { KernelFormula } from './formula.ts';

@@ -18,7 +18,7 @@
 import { LmtuneError } from '../util/errors.ts';
 import { grad, type Feeds, type Value } from '../engine/index.ts';
 import { packBatch, roundUp } from '../models/batch.ts';
-import type { TransformerModel } from '../models/model.ts';
+import type { TransformerModel } from '../heads/model.ts';
 import { encodeCausal, encodeForMaskedLM, type ChoiceEncoding, type Example, type Task } from '../tasks/index.ts';
 import type { JacobianBatch, JacobianSource } from './accumulate.ts';
 

@@ -9,7 +9,7 @@ import '../node/host.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { loadTransformer } from '../models/index.ts';
+import { loadTransformer } from '../heads/model.ts';
 import { loadExamples, loadTaskFile } from '../tasks/index.ts';
 import { buildLossRequest, encodeExample } from '../train/batches.ts';
 import { computeKernelSets } from './compute.ts';

@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { asLanguageModel, loadTransformer } from '../models/index.ts';
+import { asLanguageModel, loadTransformer } from '../heads/model.ts';
 import { evaluate, loadExamples, loadTaskFile } from '../tasks/index.ts';
 import { problemFromTensors } from './compute.ts';
 import { runKernelExperiment, type RunOptions } from './run.ts';

@@ -16,7 +16,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LmtuneError } from '../util/errors.ts';
 import { atomicWrite, stableStringify } from '../node/fsx.ts';
-import { asLanguageModel, loadTransformer } from '../models/index.ts';
+import { asLanguageModel, loadTransformer } from '../heads/model.ts';
 import { evaluate, kShotSplit, lmBffTestSet, readRecords, resolveTask, type Example, type RawRecord } from '../tasks/index.ts';
 import { train as fineTune } from '../train/loop.ts';
 import type { TrainConfig } from '../train/options.ts';

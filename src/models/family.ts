@@ -2,7 +2,7 @@
  * What a model family is: everything lmtune knows about one architecture, in one object. A family file
  * (src/models/families/<name>.ts) reads top to bottom: its config type parsed from config.json with the
  * HF config class's defaults, the tensors (HF names and shapes) that config implies, and the forward.
- * The generic code (config.ts, model.ts, checkpoint.ts, tokenizer.ts, peft/lora.ts) asks the family
+ * The generic code (config.ts, graphs.ts, heads/, checkpoint.ts, tokenizer.ts, peft/lora.ts) asks the family
  * instead of switching on its name, so adding one touches its file and one line of families/index.ts.
  */
 import { LmtuneError } from '../util/errors.ts';

@@ -26,7 +26,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { TransformerModel } from './model.ts';
+import { TransformerModel } from '../heads/model.ts';
 import { randomWeights } from './testing.ts';
 import type { ModelFamily } from './config.ts';
 import type { WeightStore } from './weights.ts';

@@ -1,7 +1,7 @@
 /** KV-cached greedy generation equals greedy decoding by full forward passes (real tiny GPT-2 checkpoint). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TransformerModel } from './model.ts';
+import { TransformerModel } from '../heads/model.ts';
 import { randomWeights, tinyConfig } from './testing.ts';
 import type { TextTokenizer } from './api.ts';
 

@@ -1,7 +1,7 @@
 /** runHead: a caller's head on the body sees the same logits as the model's own graphs, and gradients through it. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TransformerModel } from './model.ts';
+import { TransformerModel } from '../heads/model.ts';
 import { randomWeights, tinyConfig } from './testing.ts';
 import { packBatch } from './batch.ts';
 import { grad, toFloat64 } from '../engine/index.ts';

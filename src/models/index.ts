@@ -1,57 +1,22 @@
 /**
- * `loadModel(dir)`: a Hugging Face folder (or an lmtune run's `final/`) as a model the task layer and
- * trainers use. Adapters saved next to the weights (adapter_config.json) are attached automatically.
+ * The files next to a model's weights: PEFT adapters (adapter_config.json + adapter_model.safetensors)
+ * and the tokenizer's files. Loading a folder as a model, adapters attached, is `loadTransformer` /
+ * `loadModel` in heads/model.ts (above models/, as TransformerModel is).
  */
 import { LmtuneError } from '../util/errors.ts';
 import { stableStringify } from '../util/json.ts';
 import { readBytes, readJsonIn, type Folder } from '../util/folder.ts';
 import { asFolder, requireHost, textFile, type FileToWrite } from '../util/host.ts';
-import type { CausalLM, LanguageModel, MaskedLM } from './api.ts';
-import { TransformerModel, type ModelOptions } from './model.ts';
 import { WeightStore } from './weights.ts';
 import { parseSafetensors, serializeSafetensors } from './safetensors.ts';
 import type { PeftSpec } from '../peft/spec.ts';
 
-export { TransformerModel, type ModelOptions } from './model.ts';
 export { WeightStore } from './weights.ts';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
 const PEFT_PREFIX = 'base_model.model.';
 export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.json', 'merges.txt', 'generation_config.json'];
-
-export async function loadTransformer(folder: string | Folder, opts: ModelOptions = {}): Promise<TransformerModel> {
-  if (typeof folder === 'string' && !requireHost('loading a model').exists(folder)) throw new LmtuneError('IO', `model folder not found: ${folder}`);
-  const dir = asFolder(folder, 'loading a model');
-  const m = await TransformerModel.load(dir, opts);
-  if (dir.exists(ADAPTER_CONFIG)) {
-    const { spec, adapters } = loadAdapters(dir, m.weights.shared);
-    m.setAdapters(spec, adapters);
-  }
-  return m;
-}
-
-/** a TransformerModel as the task layer's LanguageModel (causal or masked) */
-export function asLanguageModel(m: TransformerModel): LanguageModel {
-  const tokenizer = m.tokenizer;
-  if (!tokenizer) throw new LmtuneError('TOKENIZER', `${m.dir ?? 'model'}: no tokenizer files in the folder`, 'copy tokenizer.json (or vocab.json + merges.txt) next to config.json');
-  if (m.kind === 'causal') {
-    const lm: CausalLM = {
-      kind: 'causal',
-      tokenizer,
-      maxPositions: m.maxPositions,
-      continuationLogprobs: (reqs) => m.continuationLogprobs(reqs),
-      generate: (prompt, o) => m.generate(prompt, o),
-    };
-    return lm;
-  }
-  const lm: MaskedLM = { kind: 'masked', tokenizer, maxPositions: m.maxPositions, maskLogits: (inputs, ids) => m.maskLogits(inputs, ids) };
-  return lm;
-}
-
-export async function loadModel(dir: string | Folder, opts: ModelOptions = {}): Promise<LanguageModel> {
-  return asLanguageModel(await loadTransformer(dir, opts));
-}
 
 /** adapters in PEFT's file layout: adapter_config.json + adapter_model.safetensors (names with base_model.model.) */
 export function saveAdapters(dir: string, spec: PeftSpec, adapters: WeightStore): void {

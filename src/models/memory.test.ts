@@ -13,7 +13,7 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LmtuneError } from '../util/errors.ts';
-import { TransformerModel } from './model.ts';
+import { TransformerModel } from '../heads/model.ts';
 import { configureMemory } from './memory.ts';
 import { SHARED_DATA } from '../tasks/test-fixtures.ts';
 

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TransformerModel } from './model.ts';
+import { TransformerModel } from '../heads/model.ts';
 import { randomWeights, tinyConfig } from './testing.ts';
 import type { ModelFamily } from './config.ts';
 
@@ -80,7 +80,7 @@ test('continuation log-probs equal log-softmax of full logits (gpt2, llama)', as
 
 test('left padding: each row of a left-padded batch equals the row run alone (gpt2, opt, llama, neox)', async () => {
   const { packBatch } = await import('./batch.ts');
-  const { padTargets } = await import('./model.ts');
+  const { padTargets } = await import('../heads/objective.ts');
   for (const family of ['gpt2', 'opt', 'llama', 'gpt_neox'] as const) {
     const raw = tinyConfig(family);
     const m = TransformerModel.fromWeights(raw, randomWeights(raw, 9), null, { backend: 'ref' });
@@ -124,7 +124,7 @@ test('gemma: `lmtune info` facts of a saved folder (describeCheckpoint): counts,
 
 test('sliding window (Mistral, window 3): padded rows equal the rows alone, left and right, and ort agrees with ref', async () => {
   const { packBatch } = await import('./batch.ts');
-  const { padTargets } = await import('./model.ts');
+  const { padTargets } = await import('../heads/objective.ts');
   const raw = tinyConfig('llama', { model_type: 'mistral', architectures: ['MistralForCausalLM'], sliding_window: 3 });
   const weights = randomWeights(raw, 13);
   const ref = TransformerModel.fromWeights(raw, weights, null, { backend: 'ref' });

@@ -8,7 +8,8 @@ import { configureRuntimeFromEnv } from './runtime.ts';
 configureRuntimeFromEnv();
 
 export * as engine from '../engine/index.ts';
-export { loadTransformer, loadModel, asLanguageModel, saveAdapters, loadAdapters, TransformerModel, WeightStore } from '../models/index.ts';
+export { loadTransformer, loadModel, asLanguageModel, TransformerModel } from '../heads/model.ts';
+export { saveAdapters, loadAdapters, WeightStore } from '../models/index.ts';
 export { evaluate, getBuiltinTask, loadExamples, resolveTask } from '../tasks/index.ts';
 export { MemoryFolder, type Folder } from '../util/folder.ts';
 export { LmtuneError } from '../util/errors.ts';

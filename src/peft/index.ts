@@ -1,5 +1,5 @@
 /** Parameter-efficient fine-tuning: attach LoRA or prefix adapters to a loaded model. */
-import type { TransformerModel } from '../models/model.ts';
+import type { TransformerModel } from '../heads/model.ts';
 import { DEFAULT_LORA_TARGETS, initLora } from './lora.ts';
 import { initPrefix } from './prefix.ts';
 import type { PeftSpec } from './spec.ts';

@@ -6,7 +6,7 @@
  */
 import { Rng } from '../util/rng.ts';
 import { WeightStore } from '../models/weights.ts';
-import type { TransformerModel } from '../models/model.ts';
+import type { TransformerModel } from '../heads/model.ts';
 import { kvHeads as kvHeadsOf } from '../models/config.ts';
 import type { PrefixSpec } from './spec.ts';
 

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import '../node/host.ts';
 import { LmtuneError } from '../util/errors.ts';
-import { TransformerModel } from '../models/model.ts';
+import { TransformerModel } from '../heads/model.ts';
 import { readSafetensors } from '../node/safetensors-file.ts';
 import { readRunConfig } from '../train/loop.ts';
 import { runResults, type LogRecord } from '../report/run-view.ts';

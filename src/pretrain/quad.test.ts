@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Rng } from '../util/rng.ts';
 import { Graph, compile, grad, toFloat64 } from '../engine/index.ts';
-import { TransformerModel } from '../models/model.ts';
+import { TransformerModel } from '../heads/model.ts';
 import { packBatch } from '../models/batch.ts';
 import { tinyConfig, randomWeights } from '../models/testing.ts';
 import { readJson } from '../node/fsx.ts';

@@ -21,10 +21,10 @@ import { join } from 'node:path';
 import { LmtuneError } from '../util/errors.ts';
 import { readJson } from '../node/fsx.ts';
 import { readSafetensors, writeSafetensors } from '../node/safetensors-file.ts';
-import { loadTransformer } from '../models/index.ts';
 import { grad, toFloat64, type Graph, type Value } from '../engine/index.ts';
 import type { WeightStore } from '../models/weights.ts';
-import { TransformerModel, type Targets } from '../models/model.ts';
+import { loadTransformer, TransformerModel } from '../heads/model.ts';
+import type { Targets } from '../heads/objective.ts';
 import type { PackedBatch } from '../models/batch.ts';
 
 export const QUAD_DENSE = 'quad.dense.weight';

@@ -4,7 +4,7 @@
  * κB stays inside the SDE regime where the linear / square-root scaling rules hold.
  */
 import { Rng } from '../util/rng.ts';
-import { loadTransformer } from '../models/index.ts';
+import { loadTransformer } from '../heads/model.ts';
 import { attachPeft } from '../peft/index.ts';
 import type { PeftSpec } from '../peft/spec.ts';
 import { loadExamples, resolveTask } from '../tasks/index.ts';

@@ -5,7 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TransformerModel, padTargets } from '../models/model.ts';
+import { TransformerModel } from '../heads/model.ts';
+import { padTargets } from '../heads/objective.ts';
 import { packBatch, roundUp } from '../models/batch.ts';
 import { randomWeights, tinyConfig } from '../models/testing.ts';
 import { attachPeft } from '../peft/index.ts';

@@ -19,7 +19,8 @@
 import { LmtuneError } from '../util/errors.ts';
 import { grad, type Feeds, type Value } from '../engine/index.ts';
 import { packBatch, roundUp, type PackedBatch } from '../models/batch.ts';
-import type { HeadContext, TransformerModel } from '../models/model.ts';
+import type { HeadContext } from '../models/graphs.ts';
+import type { TransformerModel } from '../heads/model.ts';
 
 /** a row-wise linear projection (RademacherProjection, SrhtProjection) */
 export interface Projector {

@@ -24,7 +24,7 @@
 import { LmtuneError } from '../util/errors.ts';
 import { grad, type Value } from '../engine/index.ts';
 import { roundUp } from '../models/batch.ts';
-import type { TransformerModel } from '../models/model.ts';
+import type { TransformerModel } from '../heads/model.ts';
 import { KroneckerProjection, type KroneckerMatrix } from '../projection/kronecker.ts';
 import { LESS_ADAM, normalizeRows, perExampleLoss, supervisedBatch, type AdamFeatureOptions, type AdamMoments, type FeatureKind, type GradExample, type GradLayout } from './features.ts';
 

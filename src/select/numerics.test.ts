@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TransformerModel } from '../models/model.ts';
+import { TransformerModel } from '../heads/model.ts';
 import { randomWeights, tinyConfig } from '../models/testing.ts';
 import { attachPeft } from '../peft/index.ts';
 import { Rng } from '../util/rng.ts';

@@ -18,7 +18,7 @@ import { LmtuneError } from '../util/errors.ts';
 import { atomicWrite, readJson, stableStringify } from '../node/fsx.ts';
 import { Rng } from '../util/rng.ts';
 import { faultPoint } from '../util/fault.ts';
-import { loadTransformer } from '../models/index.ts';
+import { loadTransformer } from '../heads/model.ts';
 import { train } from '../train/loop.ts';
 import { readCheckpoint } from '../train/checkpoint.ts';
 import type { TrainConfig } from '../train/options.ts';

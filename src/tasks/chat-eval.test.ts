@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { register } from '../cli/eval.ts';
 import type { CausalLM } from '../models/api.ts';
-import { asLanguageModel, loadTransformer } from '../models/index.ts';
+import { asLanguageModel, loadTransformer } from '../heads/model.ts';
 import { LmtuneError } from '../util/errors.ts';
 import { runEvaluation } from './run-eval.ts';
 import { exactMatch, squadF1 } from './metrics.ts';

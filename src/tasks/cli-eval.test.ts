@@ -1,7 +1,7 @@
 /**
  * `lmtune eval` end to end through commander with an injected model: one JSON object on stdout with
  * metric/value/n, the result file, the progress line, JSONL and GLUE-TSV inputs, --shots with --train,
- * and flag errors. When the model loader (src/models/index.ts) exists, the same runs on the real tiny
+ * and flag errors. When the model loader (src/heads/model.ts) exists, the same runs on the real tiny
  * GPT-2 checkpoint of ../../shared/data/models with SST-2 and RTE from ../../shared/data.
  */
 import { test } from 'node:test';
@@ -97,9 +97,9 @@ test('flag and data errors are LmtuneErrors', async () => {
 
 // ---- the real tiny checkpoint, once the model loader lands ----------------------------------------
 
-const loaderPath = new URL('../models/index.ts', import.meta.url);
+const loaderPath = new URL('../heads/model.ts', import.meta.url);
 const tiny = join(SHARED_MODELS, 'tiny-random-gpt2');
-const realSkip = !existsSync(loaderPath) ? 'src/models/index.ts (loadModel) not there yet' : !existsSync(tiny) ? 'shared checkpoint missing' : false;
+const realSkip = !existsSync(loaderPath) ? 'src/heads/model.ts (loadModel) not there yet' : !existsSync(tiny) ? 'shared checkpoint missing' : false;
 
 test('tiny-random-gpt2 on shared SST-2 and RTE, zero-shot and 4-shot', { skip: realSkip }, async () => {
   const mod = (await import(loaderPath.href)) as { loadModel: (dir: string) => Promise<LanguageModel> };

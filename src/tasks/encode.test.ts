@@ -165,8 +165,8 @@ test('training encodings: candidates for classification, the correct answer toke
   if (gen.kind === 'answer') assert.deepEqual(gen.sequence.continuation, [tok.id(' Z'), tok.id('\n')]);
 });
 
-const loaderPath = new URL('../models/index.ts', import.meta.url);
-const loaderSkip = skip || (!existsSync(loaderPath) ? 'src/models/index.ts not there yet' : false);
+const loaderPath = new URL('../heads/model.ts', import.meta.url);
+const loaderSkip = skip || (!existsSync(loaderPath) ? 'src/heads/model.ts not there yet' : false);
 
 test("lmtune's own GPT-2 tokenizer (loadModel) encodes the OPT prompts as @huggingface/tokenizers does", { skip: loaderSkip }, async () => {
   const mod = (await import(loaderPath.href)) as { loadModel: (dir: string) => Promise<LanguageModel> };

@@ -10,7 +10,8 @@
 import { LmtuneError } from '../util/errors.ts';
 import type { TextTokenizer } from '../models/api.ts';
 import { packBatch, roundUp } from '../models/batch.ts';
-import { padTargets, type LossRequest, type TransformerModel } from '../models/model.ts';
+import { padTargets, type LossRequest } from '../heads/objective.ts';
+import type { TransformerModel } from '../heads/model.ts';
 import { encodeCausal, encodeForMaskedLM, type CandidateSequence, type ChoiceEncoding, type Example, type GenerationEncoding, type MaskedEncoding, type Task } from '../tasks/index.ts';
 import { isChatExample } from '../tasks/chat-task.ts';
 import { chatEncodingOf, chatLossRequest, type ChatEncoding } from './chat-batches.ts';

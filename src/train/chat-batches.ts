@@ -11,7 +11,8 @@
  */
 import { LmtuneError } from '../util/errors.ts';
 import { packBatch, roundUp } from '../models/batch.ts';
-import { padTargets, type LossRequest, type TransformerModel } from '../models/model.ts';
+import { padTargets, type LossRequest } from '../heads/objective.ts';
+import type { TransformerModel } from '../heads/model.ts';
 import { encodeChat, type ChatTruncation, type EncodedChat } from '../tasks/chat.ts';
 import { isChatTask, loadChatExamples, type ChatExample } from '../tasks/chat-task.ts';
 import type { Example, Task } from '../tasks/index.ts';

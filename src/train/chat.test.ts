@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildTrainConfig, renderSummary } from '../cli/train.ts';
-import { loadTransformer, type TransformerModel } from '../models/index.ts';
+import { loadTransformer, type TransformerModel } from '../heads/model.ts';
 import { attachPeft } from '../peft/index.ts';
 import { encodeChat, parseChatJsonl, type EncodedChat } from '../tasks/chat.ts';
 import { chatLossRequest } from './chat-batches.ts';

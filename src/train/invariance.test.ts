@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadTransformer, asLanguageModel, type TransformerModel } from '../models/index.ts';
+import { loadTransformer, asLanguageModel, type TransformerModel } from '../heads/model.ts';
 import { evaluate, loadExamples, resolveTask, type Example, type Task } from '../tasks/index.ts';
 import { Rng } from '../util/rng.ts';
 import { evaluateDev } from './loop.ts';

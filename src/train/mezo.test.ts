@@ -9,10 +9,10 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TransformerModel } from '../models/model.ts';
+import { TransformerModel } from '../heads/model.ts';
 import { randomWeights, tinyConfig } from '../models/testing.ts';
 import { packBatch } from '../models/batch.ts';
-import { padTargets } from '../models/model.ts';
+import { padTargets } from '../heads/objective.ts';
 import { MezoOptimizer } from '../optim/mezo.ts';
 import { fillZ } from '../optim/zstream.ts';
 

@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LmtuneError } from '../util/errors.ts';
-import { loadTransformer } from '../models/index.ts';
+import { loadTransformer } from '../heads/model.ts';
 import { MezoOptimizer } from '../optim/mezo.ts';
 import { replayTrajectory, trajectoryHeader } from '../optim/trajectory.ts';
 import { readTrajectory, TrajectoryWriter } from '../node/trajectory-file.ts';

@@ -8,8 +8,8 @@
 import '../node/host.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadTransformer, type TransformerModel } from '../models/index.ts';
-import type { LossRequest } from '../models/model.ts';
+import { loadTransformer, type TransformerModel } from '../heads/model.ts';
+import type { LossRequest } from '../heads/objective.ts';
 import { packBatch, type PackedBatch } from '../models/batch.ts';
 import { loadExamples, resolveTask } from '../tasks/index.ts';
 import { buildLossRequest, defaultObjective, encodeExample } from './batches.ts';

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { LmtuneError } from '../util/errors.ts';
 import { atomicWrite, stableStringify } from '../node/fsx.ts';
-import type { TransformerModel } from '../models/model.ts';
+import type { TransformerModel } from '../heads/model.ts';
 import { mezoReferenceDecayFilter } from '../optim/decay.ts';
 import { mezoStepSeed } from '../optim/zstream.ts';
 import type { ZoMethod, ZoSettings } from '../optim/zo/method.ts';

@@ -19,7 +19,7 @@ import { buildTrainConfig } from '../cli/train.ts';
 import { train } from '../train/loop.ts';
 import { parseSafetensors } from '../models/safetensors.ts';
 import { MemoryFolder } from '../util/folder.ts';
-import { asLanguageModel, loadTransformer } from '../models/index.ts';
+import { asLanguageModel, loadTransformer } from '../heads/model.ts';
 import { runEvaluation } from '../tasks/index.ts';
 import { openPage, saveDownloads, stateOf, until } from './page.test-util.ts';
 

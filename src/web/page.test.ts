@@ -17,7 +17,7 @@ import { serveRuns, type Dashboard } from '../serve/server.ts';
 import { replayRun } from '../cli/mezo.ts';
 import { parseSafetensors } from '../models/safetensors.ts';
 import { MemoryFolder } from '../util/folder.ts';
-import { asLanguageModel, loadTransformer } from '../models/index.ts';
+import { asLanguageModel, loadTransformer } from '../heads/model.ts';
 import { runEvaluation } from '../tasks/index.ts';
 import { DEFAULT_SETTINGS, TuneSession } from './session.ts';
 import { openPage as openPageAt, stateOf, until, type PageState } from './page.test-util.ts';

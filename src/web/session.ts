@@ -13,7 +13,8 @@
 import { LmtuneError } from '../util/errors.ts';
 import { MemoryFolder, MemorySink, type Folder } from '../util/folder.ts';
 import { stableStringify } from '../util/json.ts';
-import { adapterFiles, asLanguageModel, TOKENIZER_FILES, TransformerModel } from '../models/index.ts';
+import { adapterFiles, TOKENIZER_FILES } from '../models/index.ts';
+import { asLanguageModel, TransformerModel } from '../heads/model.ts';
 import { expectedTensors, parseModelConfig } from '../models/config.ts';
 import { planCheckpoint } from '../models/checkpoint.ts';
 import { parseSafetensors, safetensorsBytes, serializeSafetensors } from '../models/safetensors.ts';

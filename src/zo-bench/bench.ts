@@ -8,7 +8,7 @@
  */
 import { LmtuneError } from '../util/errors.ts';
 import { Rng } from '../util/rng.ts';
-import { loadTransformer, type TransformerModel } from '../models/index.ts';
+import { loadTransformer, type TransformerModel } from '../heads/model.ts';
 import { attachPeft } from '../peft/index.ts';
 import type { PeftSpec } from '../peft/spec.ts';
 import { loadExamples, resolveTask, type Example } from '../tasks/index.ts';

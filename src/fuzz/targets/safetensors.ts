@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { readSafetensors } from '../../node/safetensors-file.ts';
-import { TransformerModel } from '../../models/model.ts';
+import { TransformerModel } from '../../heads/model.ts';
 import { randomWeights, tinyConfig } from '../../models/testing.ts';
 import { applyJsonEdits, applyTextEdit, jsonEdit, rarely, textEdit, type Json, type JsonEdit, type TextEdit } from '../mutate.ts';
 import type { FuzzTarget } from '../runner.ts';

@@ -6,7 +6,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TransformerModel, padTargets } from '../../models/model.ts';
+import { TransformerModel } from '../../heads/model.ts';
+import { padTargets } from '../../heads/objective.ts';
 import { randomWeights, tinyConfig } from '../../models/testing.ts';
 import { packBatch } from '../../models/batch.ts';
 import { Rng } from '../../util/rng.ts';
