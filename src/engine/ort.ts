@@ -24,8 +24,12 @@ export interface OrtSettings {
   threads?: number;
   /** onnxruntime's CPU memory arena: keeps every peak allocation for the process's lifetime */
   arena?: boolean;
-  /** onnxruntime's memory-pattern planner: one block per run for all intermediates */
-  memPattern?: boolean;
+  /**
+   * onnxruntime's memory-pattern planner: one block per run for all intermediates. 'auto' turns it on only
+   * for graphs fed at least PATTERN_MIN_INPUT_BYTES (Node's default, src/node/runtime.ts); unset, it is on
+   * (onnxruntime's own default, which the page keeps: wasm memory never returns pages, so it cannot churn).
+   */
+  memPattern?: boolean | 'auto';
 }
 
 const settings: OrtSettings = {};
@@ -41,6 +45,22 @@ const sessions = new Map<string, { bytes: Uint8Array; session: Promise<ort.Infer
  */
 const MAX_SESSIONS = 64;
 const MEM_PATTERN_DEFAULT = true;
+/**
+ * 'auto': the pattern planner for graphs whose inputs (weights and batch) reach this size. With the arena
+ * off, the planner's one block per run lies above glibc's mmap threshold, so it is mapped and unmapped every
+ * run and its pages fault in again: on the demo's 1.3M-parameter model that was 10% of the CPU time in the
+ * kernel, and turning it off made the MeZO loop 22% faster. Off, each intermediate is its own malloc and
+ * glibc keeps freed mid-size blocks in the heap: on GPT-2-small's AdamW step (0.5 GB of weights) that held
+ * 3.5 GB between steps instead of 2.2 and raised the peak by 0.27 GB, for no speed (docs/engine.md,
+ * "Runtime, allocation"). Measured at those two ends; the threshold between them is not tuned.
+ */
+const PATTERN_MIN_INPUT_BYTES = 256 * 2 ** 20;
+
+function inputBytes(inputs: readonly Value[]): number {
+  let bytes = 0;
+  for (const v of inputs) bytes += numel(v.shape) * (v.dtype === 'i64' ? 8 : v.dtype === 'bool' ? 1 : 4);
+  return bytes;
+}
 
 function remember(key: string, bytes: Uint8Array, p: Promise<ort.InferenceSession>): void {
   sessions.set(key, { bytes, session: p });
@@ -67,6 +87,32 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/**
+ * onnxruntime-node hands back every output as a fresh copy, a bound one too (after writing the caller's
+ * buffer in place). The copy of a bound output is garbage at once, but V8 frees an ArrayBuffer only at a
+ * later full GC, which came after the next run had started: each GPT-2-small Adam step carried the
+ * previous step's 0.5 GB of gradient copies through its peak. Transferring the buffer to a closed port
+ * frees it now: the transfer detaches it (structured clone), and a closed port drops the message.
+ */
+let sink: { postMessage(message: unknown, transfer: ArrayBuffer[]): void } | null | undefined;
+function release(buf: ArrayBufferLike): void {
+  if (sink === undefined) {
+    sink = null;
+    if (typeof MessageChannel !== 'undefined') {
+      const c = new MessageChannel();
+      c.port2.close();
+      c.port1.close();
+      sink = c.port1;
+    }
+  }
+  if (!sink || !(buf instanceof ArrayBuffer) || buf.byteLength === 0) return;
+  try {
+    sink.postMessage(null, [buf]);
+  } catch {
+    // not transferable (an external buffer): the GC frees it, as before
+  }
 }
 
 function toTensor(v: Value, a: FeedArray | undefined): ort.Tensor {
@@ -96,11 +142,9 @@ export async function compileOrt(outputs: Record<string, Value>, opts: OrtOption
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
       // Arena off: memory returns to the system between runs (on, the 124M Adam step's peak RSS was
-      // 8.0 GB instead of 5.3). With the arena off the pattern planner maps a fresh block each run, which
-      // page-faults on the small demo model; turning the pattern off cut those faults 6× there but cost
-      // GPT-2-small's forward ~10% user time, so it stays on by default (LMTUNE_ORT_MEMPATTERN=0).
+      // 8.0 GB instead of 5.3); the pattern planner by graph size (PATTERN_MIN_INPUT_BYTES)
       enableCpuMemArena: settings.arena ?? false,
-      enableMemPattern: settings.memPattern ?? MEM_PATTERN_DEFAULT,
+      enableMemPattern: settings.memPattern === 'auto' ? inputBytes(model.inputs) >= PATTERN_MIN_INPUT_BYTES : (settings.memPattern ?? MEM_PATTERN_DEFAULT),
     });
     remember(key, model.bytes, sessionP);
   }
@@ -138,7 +182,12 @@ export async function compileOrt(outputs: Record<string, Value>, opts: OrtOption
       const out: Record<string, OutputTensor> = {};
       outNames.forEach((n, i) => {
         const t = res[`out:${n}`]!;
-        out[n] = { shape: outVals[i]!.shape, data: t.data as Float32Array | BigInt64Array | Uint8Array };
+        const data = t.data as Float32Array | BigInt64Array | Uint8Array;
+        const buf = into?.[n];
+        // a bound output is returned as the caller's own buffer, which onnxruntime wrote in place
+        // (only a copy that owns its whole buffer: freeing a shared one would empty other outputs)
+        if (buf && data.buffer !== buf.buffer && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength) release(data.buffer);
+        out[n] = { shape: outVals[i]!.shape, data: buf ?? data };
       });
       return out;
     },

@@ -1,8 +1,8 @@
 /**
  * Node's settings for the runtime, read once at the edge: LMTUNE_THREADS (intra-op threads, default all
- * cores), LMTUNE_ORT_ARENA=1 (onnxruntime's memory arena), LMTUNE_ORT_MEMPATTERN=1 (its memory-pattern
- * planner), LMTUNE_MEMORY_MB (the memory a model must fit, see memoryFromEnv). The core never reads the
- * environment; entry points (the CLI, benchmarks) call this.
+ * cores), LMTUNE_ORT_ARENA=1 (onnxruntime's memory arena), LMTUNE_ORT_MEMPATTERN=1/0 (its memory-pattern
+ * planner; by graph size when unset), LMTUNE_MEMORY_MB (the memory a model must fit, see memoryFromEnv).
+ * The core never reads the environment; entry points (the CLI, benchmarks) call this.
  * Importing this module also registers Node as the core's host (./host.ts: files by path).
  */
 import { availableParallelism, freemem } from 'node:os';
@@ -29,6 +29,8 @@ export function configureRuntimeFromEnv(env: NodeJS.ProcessEnv = process.env): v
   configureOrt({
     threads: Number.isInteger(threads) && threads > 0 ? threads : availableParallelism(),
     arena: flag(env.LMTUNE_ORT_ARENA),
-    memPattern: flag(env.LMTUNE_ORT_MEMPATTERN),
+    // by graph size unless asked for: in Node the planner's block is mapped and unmapped every run, which
+    // small graphs pay for in page faults and large ones save memory with (engine/ort.ts, PATTERN_MIN_INPUT_BYTES)
+    memPattern: flag(env.LMTUNE_ORT_MEMPATTERN) ?? 'auto',
   });
 }

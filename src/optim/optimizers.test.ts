@@ -8,13 +8,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Adam, adamW } from './adam.ts';
+import { Adam, adamKernel, adamW } from './adam.ts';
 import { decayAllButBiasAndNorm, decayEverything, isBiasOrNorm, mezoReferenceDecayFilter } from './decay.ts';
 import { Rmsprop } from './rmsprop.ts';
 import { Sgd } from './sgd.ts';
 import { emaLrFromPytorch, SgdMomentum } from './sgd-momentum.ts';
 import type { NamedParam, Optimizer } from './types.ts';
 import { LmtuneError } from '../util/errors.ts';
+import { Rng } from '../util/rng.ts';
 
 // L(x) = ½ Σ h_i (x_i − c_i)² over two tensors; the bias is exempt from weight decay by default.
 const H: Record<string, number[]> = { 'layer.weight': [2, 0.5, 1, 3, 0.25], 'layer.bias': [1, 4, 0.5] };
@@ -253,4 +254,38 @@ test('bad hyperparameters are CONFIG errors', () => {
   cfg(() => new Rmsprop({ eps: 0 }));
   cfg(() => new Sgd({ weightDecay: -1 }));
   cfg(() => new Sgd().step(makeParams(), new Map(), Number.NaN));
+});
+
+test('adamKernel: the whole-tensor float32 loop gives the same bytes as the general (offset) loop', () => {
+  const n = 4099;
+  const rng = new Rng(11);
+  const special = [0, -0, 1e-45, -1e-45, 1e30, -3e-39];
+  const init = (scale: number): Float32Array => Float32Array.from({ length: n }, (_, i) => (i < special.length ? special[i]! : rng.normal() * scale));
+  for (const epsInside of [false, true]) {
+    for (const [l2, shrink] of [
+      [0, 1 - 1e-3 * 0.1],
+      [0.01, 1],
+    ] as const) {
+      const c = { beta1: 0.9, beta2: 0.999, eps: 1e-8, epsInside };
+      const x = init(0.02);
+      const [m, v] = [new Float32Array(n), new Float32Array(n)];
+      // the same tensors one element in: xOff = gOff = 1 takes the general loop
+      const [xo, mo, vo] = [new Float32Array(n + 1), new Float32Array(n + 1), new Float32Array(n + 1)];
+      xo.set(x, 1);
+      for (let t = 1; t <= 4; t++) {
+        const g = init(t === 3 ? 0 : 0.5);
+        const go = new Float32Array(n + 1);
+        go.set(g, 1);
+        adamKernel(x, m, v, 0, g, 0, n, 1e-3, t, l2, shrink, c);
+        adamKernel(xo, mo, vo, 1, go, 1, n, 1e-3, t, l2, shrink, c);
+        for (const [a, b, what] of [
+          [x, xo, 'x'],
+          [m, mo, 'm'],
+          [v, vo, 'v'],
+        ] as const) {
+          assert.deepEqual(new Uint8Array(a.buffer), new Uint8Array(b.buffer, 4), `${what} after step ${t} (epsInside ${epsInside}, l2 ${l2})`);
+        }
+      }
+    }
+  }
 });

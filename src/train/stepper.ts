@@ -9,7 +9,8 @@
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { LmtuneError } from '../util/errors.ts';
-import type { LossRequest, TransformerModel } from '../models/model.ts';
+import type { LossRequest } from '../heads/objective.ts';
+import type { TransformerModel } from '../heads/model.ts';
 import type { GradMap, NamedParam, Optimizer } from '../optim/types.ts';
 import { makeOptimizer, scalingConfig } from '../optim/options.ts';
 import { clipGradNorm, globalGradNorm } from '../optim/clip.ts';
@@ -85,9 +86,10 @@ class FirstOrderStepper implements Stepper {
     this.sdeCfg = scalingConfig(this.spec, cfg.batchSize);
   }
 
-  private async gradient(next: () => BatchRequest): Promise<{ loss: number; grads: GradMap; units: number }> {
+  /** `into`: buffers the gradients are written into (see GradAccumulator.writeTarget) */
+  private async gradient(next: () => BatchRequest, into?: GradMap): Promise<{ loss: number; grads: GradMap; units: number }> {
     const req = next();
-    const r = await this.model.loss(req, this.names);
+    const r = await this.model.loss(req, this.names, [], into);
     return { loss: r.loss, grads: r.grads!, units: lossUnits(req) };
   }
 
@@ -100,7 +102,7 @@ class FirstOrderStepper implements Stepper {
     let unitSum = 0;
     for (let m = 0; m < this.cfg.gradAccum; m++) {
       let loss: number;
-      let grads: GradMap;
+      let grads: GradMap | null;
       let units: number;
       if (this.cfg.svag > 1) {
         const a = await this.gradient(next);
@@ -111,14 +113,17 @@ class FirstOrderStepper implements Stepper {
         grads = combined;
         units = a.units + b.units;
       } else {
-        ({ loss, grads, units } = await this.gradient(next));
+        // written straight into the accumulator's buffers: no gradient copy beyond the sums
+        ({ loss, units } = await this.gradient(next, this.acc.writeTarget()));
+        grads = null;
       }
       if (!Number.isFinite(loss)) return { loss, extra: {} };
       // one micro-batch: weight 1, so its gradient reaches the optimizer unrounded
       const w = this.cfg.gradAccum === 1 ? 1 : Math.max(units, 1);
       lossSum += loss * w;
       unitSum += w;
-      this.acc.add(grads, w);
+      if (grads) this.acc.add(grads, w);
+      else this.acc.addWritten(w);
     }
     const grads = this.acc.take();
     const gradNorm = this.cfg.clipNorm ? clipGradNorm(grads, this.cfg.clipNorm, { errorIfNonfinite: false }) : globalGradNorm(grads);
