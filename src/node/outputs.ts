@@ -11,6 +11,8 @@ import { LmtuneError } from '../util/errors.ts';
 import { atomicWrite } from './fsx.ts';
 
 export const MARKER = '.lmtune';
+/** the temporary file `atomicWrite` (fsx.ts) writes the marker through */
+const MARKER_TMP = /^\.\.lmtune\.\d+\.tmp$/;
 
 export interface Marker {
   kind: 'run' | 'model';
@@ -67,7 +69,11 @@ export function checkOutputFolder(dir: string, m: Marker, flag: string): void {
     return;
   }
   if (!statSync(dir).isDirectory()) throw new LmtuneError('IO', `${flag} ${dir}: is a file, not a folder`, `choose another ${flag}`);
-  if (readdirSync(dir).length === 0) return;
+  // a marker still being written (atomicWrite's temporary file) does not make the folder someone else's:
+  // the ranks of a data-parallel run claim one run folder at the same time (the kill harness's
+  // data-parallel job, src/fuzz/kill.ts, saw rank 0 refused while rank 1 wrote the marker), and a kill
+  // between the temporary file's creation and its rename leaves it behind
+  if (readdirSync(dir).every((e) => MARKER_TMP.test(e))) return;
   const have = readMarker(dir);
   if (have === null) {
     throw new LmtuneError('IO', `${flag} ${dir}: the folder exists and lmtune did not create it; refusing to write into it`, `choose a new or empty ${flag} folder (lmtune never replaces what it did not make)`);

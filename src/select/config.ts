@@ -78,7 +78,10 @@ export function saveOrCheckConfig(out: string, cfg: SelectConfig): SelectConfig 
     const a = stableStringify(old[k] ?? null).trim();
     const b = stableStringify(cfg[k]).trim();
     if (a !== b) {
-      throw new LmtuneError('CONFIG', `${out} holds a selection run with ${k} = ${a.replace(/\s+/g, ' ')}; this call has ${b.replace(/\s+/g, ' ')}`, 'resume with the same arguments (or just `lmtune select run --out DIR`), or choose another --out');
+      // the same files in another order look like the same pool to a reader, but they number the rows
+      // differently (scores, datastore shards and the pool hash all follow the order): say so
+      const reordered = k === 'pool' && Array.isArray(old.pool) && Array.isArray(cfg.pool) && old.pool.length === cfg.pool.length && [...old.pool].sort().join('\n') === [...cfg.pool].sort().join('\n');
+      throw new LmtuneError('CONFIG', `${out} holds a selection run with ${k} = ${a.replace(/\s+/g, ' ')}; this call has ${b.replace(/\s+/g, ' ')}${reordered ? ' (the same files in another order: the order numbers the pool rows, so it is part of the run)' : ''}`, 'resume with the same arguments (or just `lmtune select run --out DIR`), or choose another --out');
     }
   }
   if (stableStringify(old.write) !== stableStringify(cfg.write)) {

@@ -143,6 +143,13 @@ export async function runWrite(cfg: SelectConfig, out: string, hooks: SelectHook
   const t0 = performance.now();
   const scores = readScores(out);
   const pool = readChatFile(cfg.pool, { skipInvalid: cfg.skipInvalid });
+  // selected.jsonl copies the rows from the pool files as they are now: they must be the files the scores
+  // were computed from (an edited row would otherwise be written under another row's score)
+  const store = storeDir(out, match.checkpoints[0]!.name, 'pool', match.dim);
+  const scoredSha = FeatureStore.read(store).header.data.sha256;
+  if (scoredSha !== pool.sha256) {
+    throw new LmtuneError('DATA', `--pool ${pool.path}: changed since the scores were computed (sha256 ${pool.sha256.slice(0, 16)}…, the features in ${store} are of ${scoredSha.slice(0, 16)}…)`, 'restore the pool files as they were, or start a new selection with another --out');
+  }
   const w = writeSelection(out, pool, scores, cfg.write);
   faultPoint('select:write:selection-written');
   hooks.onProgress?.({ stage: 'write', done: 1, total: 1, unit: 'files', etaSeconds: 0 });
