@@ -7,17 +7,18 @@
  * attn.c_proj; examples/s, against the reference design in PyTorch (shared/bench/torch_gpt2.py less:
  * batch-1 backward per example, TRAK's BasicProjector) in the same run when python3 can import torch.
  *
- * `node --import tsx bench/less.ts e2e [--target trec|sst5] [--stride n] [--epochs e] [--proj-dim d]`: the selection end to end on the embedded
- * model (assets/tiny-english-lm) with shared/data/instruct-pool (every n-th row) and its target: the
- * selected mix, then LoRA training on the LESS selection and on a random selection of the same size,
- * evaluated on held-out rows of the target task in the target's template (chat evaluation).
+ * `node --import tsx bench/less.ts e2e [--target trec|sst5] [--stride n] [--model DIR] ...` (flags at
+ * benchLessE2e): the selection end to end on the embedded model (assets/tiny-english-lm, or --model) with
+ * shared/data/instruct-pool (every n-th row) and its target: the selected mix, then LoRA training on the
+ * LESS selection and on random selections of the same size, evaluated on held-out rows of the target task
+ * in the target's template (chat evaluation).
  */
 import '../src/node/host.ts';
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { tmpdir } from 'node:os';
+import { cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { loadavg, tmpdir } from 'node:os';
 import { Rng } from '../src/util/rng.ts';
-import { asLanguageModel, loadTransformer } from '../src/models/index.ts';
+import { asLanguageModel, loadTransformer } from '../src/heads/model.ts';
 import { attachPeft } from '../src/peft/index.ts';
 import { RademacherProjection } from '../src/projection/rademacher.ts';
 import { SrhtProjection } from '../src/projection/srht.ts';
@@ -25,6 +26,7 @@ import { KroneckerProjection } from '../src/projection/kronecker.ts';
 import { kroneckerFeatures, kroneckerMatrices, loraTokenRows } from '../src/select/kronecker.ts';
 import { applyAdam, gradLayout, normalizeRows, perExampleGradients, type GradExample } from '../src/select/features.ts';
 import { runStage } from '../src/select/pipeline.ts';
+import { gradChunkRows } from '../src/select/grads.ts';
 import type { SelectConfig } from '../src/select/config.ts';
 import { train } from '../src/train/loop.ts';
 import type { TrainConfig } from '../src/train/options.ts';
@@ -36,13 +38,17 @@ const SHAPE = { layers: 12, d: 768, heads: 12, vocab: 50257, seq: 128, loraR: 8,
 
 
 export async function benchLess(threads: number): Promise<Record<string, unknown>> {
-  const examples = Number(process.env.LESS_BENCH_EXAMPLES ?? 32);
   const batchSize = Number(process.env.LESS_BENCH_BATCH ?? 16);
   const model = gpt2Small(threads);
   await attachPeft(model, { kind: 'lora', rank: SHAPE.loraR, alpha: 4 * SHAPE.loraR, dropout: 0, targets: ['attn\\.c_attn$', 'attn\\.c_proj$'] }, 0);
   const rng = new Rng(1);
   for (const n of model.adapters!.names()) if (n.endsWith('lora_B.weight')) model.tensor(n).fill(1e-3);
   const layout = gradLayout(model, model.trainableNames());
+  // by default one chunk of `select grads` (the rows it projects together: 144 here), so the projection's
+  // cost per row is the pipeline's; fewer rows pay the ±1 blocks' streaming over fewer rows
+  const examples = Number(process.env.LESS_BENCH_EXAMPLES ?? gradChunkRows(layout.dim, batchSize));
+  // PyTorch's rate does not depend on the count (batch-1 backward, projection per 16 rows): 32 rows bound its minutes
+  const torchExamples = Number(process.env.LESS_BENCH_TORCH_EXAMPLES ?? Math.min(examples, 32));
   const moments = new Map(layout.names.map((n, i) => [n, { expAvg: Float32Array.from({ length: layout.sizes[i]! }, () => rng.normal() * 1e-4), expAvgSq: Float32Array.from({ length: layout.sizes[i]! }, () => rng.uniform() * 1e-8) }]));
   const exs: GradExample[] = Array.from({ length: examples }, () => {
     const ids = Array.from({ length: SHAPE.seq }, () => rng.int(SHAPE.vocab));
@@ -74,7 +80,7 @@ export async function benchLess(threads: number): Promise<Record<string, unknown
   t = performance.now();
   await kroneckerFeatures(model, layout, exs, { batchSize, kind: 'adam', moments, projections: [kron] });
   const kronSeconds = (performance.now() - t) / 1000;
-  const torch = torchBaseline('less', ['--layers', '12', '--d', '768', '--heads', '12', '--vocab', '50257', '--seq', '128', '--lora-r', '8', '--proj-dim', '8192', '--examples', String(examples)], threads);
+  const torch = torchBaseline('less', ['--layers', '12', '--d', '768', '--heads', '12', '--vocab', '50257', '--seq', '128', '--lora-r', '8', '--proj-dim', '8192', '--examples', String(torchExamples)], threads);
   const torchRate = torch && typeof torch.less_examples_per_s === 'number' ? torch.less_examples_per_s : null;
   const rate = examples / seconds;
   return {
@@ -83,6 +89,7 @@ export async function benchLess(threads: number): Promise<Record<string, unknown
     shape: SHAPE,
     lora_params: layout.dim,
     examples,
+    torch_examples: torchExamples,
     grad_batch: batchSize,
     less_examples_per_s: Math.round(rate * 100) / 100,
     grads_seconds: Math.round(gradSeconds * 10) / 10,
@@ -138,17 +145,31 @@ function mix(lines: readonly string[]): Record<string, number> {
   return Object.fromEntries(Object.entries(m).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])));
 }
 
-async function fineTuneAndEvaluate(data: string, runDir: string, evalFile: string, threads: number, steps: number, lr: number): Promise<number> {
+/** what every downstream training of one e2e run shares */
+interface FineTune {
+  model: string;
+  maxLength: number;
+  threads: number;
+  lr: number;
+  epochs: number;
+  loraRank: number;
+  loraTargets: string[];
+  scoring: 'mean' | 'sum';
+}
+
+async function fineTuneAndEvaluate(data: string, runDir: string, evalFile: string, ft: FineTune, seed: number): Promise<{ accuracy: number; choiceCe: number | null; predicted: Record<string, number>; steps: number; seconds: number }> {
+  const rows = readFileSync(data, 'utf8').split('\n').filter((l) => l).length;
+  const steps = Math.max(1, Math.round((ft.epochs * rows) / 8)); // at batch 8
   const cfg: TrainConfig = {
     version: 1,
-    model: MODEL,
+    model: ft.model,
     task: 'chat',
     data,
     dev: null,
     numTrain: null,
     numDev: 0,
     devLimit: 1,
-    optimizer: { name: 'adam', lr, weightDecay: 0, momentum: 0.9, momentumForm: 'pytorch', nesterov: false, beta1: 0.9, beta2: 0.999, eps: 1e-8, epsMode: 'outside', zoEps: 1e-3, zoSamples: 1, zoDistribution: 'gaussian', zoRule: 'sgd', zoObjective: 'ce' },
+    optimizer: { name: 'adam', lr: ft.lr, weightDecay: 0, momentum: 0.9, momentumForm: 'pytorch', nesterov: false, beta1: 0.9, beta2: 0.999, eps: 1e-8, epsMode: 'outside', zoEps: 1e-3, zoSamples: 1, zoDistribution: 'gaussian', zoRule: 'sgd', zoObjective: 'ce' },
     schedule: 'linear',
     warmupSteps: Math.ceil(0.03 * steps),
     maxSteps: steps,
@@ -157,26 +178,79 @@ async function fineTuneAndEvaluate(data: string, runDir: string, evalFile: strin
     clipNorm: 1,
     evalEvery: 0,
     saveEvery: steps,
-    seed: 1,
-    peft: { kind: 'lora', rank: 8, alpha: 32, dropout: 0, targets: [] },
+    seed,
+    peft: { kind: 'lora', rank: ft.loraRank, alpha: 4 * ft.loraRank, dropout: 0, targets: ft.loraTargets },
     objective: 'lm',
     svag: 1,
-    maxLength: 64,
-    threads,
+    maxLength: ft.maxLength,
+    threads: ft.threads,
     truncation: 'left',
     skipInvalid: true,
   };
+  const t = performance.now();
   if (!existsSync(join(runDir, 'final'))) await train(cfg, runDir);
-  return evaluateOn(join(runDir, 'final'), evalFile, threads);
+  const e = await evaluateOn(join(runDir, 'final'), evalFile, ft);
+  return { ...e, steps, seconds: Math.round((performance.now() - t) / 1000) };
 }
 
-async function evaluateOn(modelDir: string, evalFile: string, threads: number): Promise<number> {
-  const model = await loadTransformer(modelDir, { threads });
+/**
+ * Accuracy, and with sum scoring the mean cross-entropy of the gold choice among the choices
+ * (−log softmax of the choices' summed log-probs, in nats): a finer signal than accuracy when a model
+ * this small moves the probabilities without changing many argmaxes.
+ */
+async function evaluateOn(modelDir: string, evalFile: string, ft: FineTune): Promise<{ accuracy: number; choiceCe: number | null; predicted: Record<string, number> }> {
+  const model = await loadTransformer(modelDir, { threads: ft.threads });
   const { examples } = loadChatExamples(evalFile);
-  const r = await evaluateChat(asLanguageModel(model), examples, { batchSize: 16, maxLength: 64 });
-  return r.value;
+  const r = await evaluateChat(asLanguageModel(model), examples, { batchSize: 16, maxLength: ft.maxLength, scoring: ft.scoring });
+  let ce = 0;
+  const predicted: Record<string, number> = {};
+  for (const [i, p] of r.predictions.entries()) {
+    const c = examples[i]!.chat.choices![p.prediction as number]!;
+    predicted[c] = (predicted[c] ?? 0) + 1;
+    const s = p.candidateScores!;
+    const m = Math.max(...s);
+    const lse = m + Math.log(s.reduce((a, x) => a + Math.exp(x - m), 0));
+    ce += lse - s[(p.gold as readonly number[])[0]!]!;
+  }
+  return { accuracy: r.value, choiceCe: ft.scoring === 'sum' ? Math.round((ce / r.predictions.length) * 10000) / 10000 : null, predicted };
 }
 
+/**
+ * The pool's warmup and gradient datastore do not depend on the target: a target's selection folder that
+ * has neither is seeded with those of another target's finished run over the same pool file (same
+ * configuration otherwise, which the datastore headers check), so only the target's gradients are computed.
+ */
+function reusePoolFeatures(base: string, target: string, sel: string): string | null {
+  if (existsSync(join(sel, 'warmup'))) return null;
+  for (const other of ['trec', 'sst5']) {
+    const src = join(base, other, 'select');
+    if (other === target || !existsSync(join(src, 'grads', 'done.json'))) continue;
+    cpSync(join(src, 'warmup'), join(sel, 'warmup'), { recursive: true });
+    for (const ck of readdirSync(join(src, 'grads'))) {
+      if (existsSync(join(src, 'grads', ck, 'pool'))) cpSync(join(src, 'grads', ck, 'pool'), join(sel, 'grads', ck, 'pool'), { recursive: true });
+    }
+    return src;
+  }
+  return null;
+}
+
+const stats = (xs: number[]): { mean: number; sd: number } => {
+  const m = xs.reduce((s, x) => s + x, 0) / xs.length;
+  const sd = xs.length > 1 ? Math.sqrt(xs.reduce((s, x) => s + (x - m) ** 2, 0) / (xs.length - 1)) : 0;
+  return { mean: Math.round(m * 10000) / 10000, sd: Math.round(sd * 10000) / 10000 };
+};
+
+/**
+ * `node --import tsx bench/less.ts e2e [flags]`: selection, then downstream LoRA training on the LESS
+ * selection, on random selections of the same size and (with --all-target) on every row of the target's
+ * own source in the pool, each evaluated on held-out rows of the target task. Flags (defaults): --target
+ * trec|sst5 (trec), --stride n (4), --epochs e warmup epochs (2), --proj-dim d (1024), --model DIR (the
+ * embedded model), --max-length n (the model's positions), --out BASE, --eval n held-out rows (500),
+ * --train-lr (3e-3), --train-epochs (6), --lora-r (8), --lora-targets a,b (the family's default),
+ * --scoring mean|sum (sum), --random-seeds 1,2,3 (random draws), --train-seeds 1 (training seeds: the
+ * LESS arm, every random draw and the all-target arm are trained with each), --all-target (train on every
+ * row of the target's source in the subsampled pool), --select-only (stop after the selection).
+ */
 export async function benchLessE2e(threads: number): Promise<Record<string, unknown>> {
   const args = process.argv.slice(2);
   const arg = (k: string, d: string): string => (args.includes(k) ? args[args.indexOf(k) + 1]! : d);
@@ -184,21 +258,35 @@ export async function benchLessE2e(threads: number): Promise<Record<string, unkn
   const stride = Number(arg('--stride', '4'));
   const epochs = Number(arg('--epochs', '2'));
   const dim = Number(arg('--proj-dim', '1024'));
-  const evalN = Number(arg('--eval', '300'));
-  const trainLr = Number(arg('--train-lr', '1e-3'));
-  const trainEpochs = Number(arg('--train-epochs', '3'));
-  const out = arg('--out', join(tmpdir(), `lmtune-less-e2e-${target}-s${stride}-e${epochs}-d${dim}`));
+  const evalN = Number(arg('--eval', '500'));
+  const model = resolve(arg('--model', MODEL));
+  const positions = (JSON.parse(readFileSync(join(model, 'config.json'), 'utf8')) as { n_positions: number }).n_positions;
+  const maxLength = Number(arg('--max-length', String(positions)));
+  const ft: FineTune = {
+    model,
+    maxLength,
+    threads,
+    lr: Number(arg('--train-lr', '3e-3')),
+    epochs: Number(arg('--train-epochs', '6')),
+    loraRank: Number(arg('--lora-r', '8')),
+    loraTargets: args.includes('--lora-targets') ? arg('--lora-targets', '').split(',') : [],
+    scoring: arg('--scoring', 'sum') as 'mean' | 'sum',
+  };
+  const randomSeeds = arg('--random-seeds', '1,2,3').split(',').map(Number);
+  const trainSeeds = arg('--train-seeds', '1').split(',').map(Number);
+  const base = arg('--out', join(tmpdir(), `lmtune-less-e2e-${basename(model)}-L${maxLength}-s${stride}-e${epochs}-d${dim}`));
+  const out = join(base, target);
   mkdirSync(out, { recursive: true });
   const poolLines = readFileSync(join(SHARED, 'instruct-pool/pool.jsonl'), 'utf8').split('\n').filter((l) => l);
-  const pool = join(out, 'pool.jsonl');
+  const pool = join(base, 'pool.jsonl');
   if (!existsSync(pool)) writeFileSync(pool, poolLines.filter((_, i) => i % stride === 0).join('\n') + '\n');
   const cfg: SelectConfig = {
     version: 1,
-    model: MODEL,
+    model,
     pool,
     target: join(SHARED, `instruct-pool/targets/${target}_target.jsonl`),
     seed: 42,
-    maxLength: 64,
+    maxLength,
     truncation: 'left',
     skipInvalid: true,
     threads,
@@ -208,44 +296,93 @@ export async function benchLessE2e(threads: number): Promise<Record<string, unkn
     write: { percentage: 0.05 },
   };
   const sel = join(out, 'select');
+  const reused = reusePoolFeatures(base, target, sel);
   const t0 = performance.now();
   const summary = await runStage('run', sel, cfg, { onMessage: (m) => process.stderr.write(`${m}\n`) });
   const selectSeconds = (performance.now() - t0) / 1000;
   const selected = readFileSync(join(sel, 'selected.jsonl'), 'utf8').split('\n').filter((l) => l);
-  // the random baseline: as many rows, drawn uniformly from the scored rows
-  const scored = readFileSync(join(sel, 'scores.csv'), 'utf8').trim().split('\n').slice(1).map((l) => Number(l.split(',').at(-2)));
-  scored.sort((a, b) => a - b);
-  const subLines = readFileSync(pool, 'utf8').split('\n').filter((l) => l);
-  const perm = new Rng(`less-e2e/random/${target}`).permutation(scored.length);
-  const random = perm.slice(0, selected.length).map((i) => subLines[scored[i]!]!);
-  writeFileSync(join(out, 'random.jsonl'), random.join('\n') + '\n');
-  const evalFile = join(out, `eval-${target}.jsonl`);
-  // only the target task's own pool rows can hold its questions (the search is a substring scan)
-  const ownRows = poolLines.filter((l) => l.startsWith(`{"dataset": "${target}"`)).join('\n');
-  writeFileSync(evalFile, evalRows(target, ownRows + readFileSync(cfg.target, 'utf8'), evalN).join('\n') + '\n');
-  const steps = Math.max(1, Math.round((trainEpochs * selected.length) / 8)); // at batch 8
-  const base = await evaluateOn(MODEL, evalFile, threads);
-  const tag = `lr${trainLr}-e${trainEpochs}`;
-  const less = await fineTuneAndEvaluate(join(sel, 'selected.jsonl'), join(out, `train-less-${tag}`), evalFile, threads, steps, trainLr);
-  const rand = await fineTuneAndEvaluate(join(out, 'random.jsonl'), join(out, `train-random-${tag}`), evalFile, threads, steps, trainLr);
-  return {
+  const selection = {
     bench: 'less-e2e',
     target,
-    pool_rows: subLines.length,
+    model,
+    max_length: maxLength,
+    pool_rows: readFileSync(pool, 'utf8').split('\n').filter((l) => l).length,
     pool_stride: stride,
     warmup_epochs: epochs,
     proj_dim: dim,
+    pool_features_reused_from: reused,
     selected: selected.length,
     selected_mix: mix(selected),
-    random_mix: mix(random),
     select_seconds: Math.round(selectSeconds),
     grads_examples_per_s: summary.grads ? Math.round(summary.grads.examplesPerSecond) : null,
-    train_steps: steps,
-    train_lr: trainLr,
+  };
+  if (args.includes('--select-only')) return { ...selection, load_average: loadavg().map((x) => Math.round(x * 10) / 10), out };
+  const scored = readFileSync(join(sel, 'scores.csv'), 'utf8').trim().split('\n').slice(1).map((l) => Number(l.split(',').at(-2)));
+  scored.sort((a, b) => a - b);
+  const subLines = readFileSync(pool, 'utf8').split('\n').filter((l) => l);
+  const evalFile = join(out, `eval-${target}-${evalN}.jsonl`);
+  // only the target task's own pool rows can hold its questions (the search is a substring scan)
+  const ownRows = poolLines.filter((l) => l.startsWith(`{"dataset": "${target}"`)).join('\n');
+  writeFileSync(evalFile, evalRows(target, ownRows + readFileSync(cfg.target, 'utf8'), evalN).join('\n') + '\n');
+  const tag = `${ft.loraTargets.length ? `t${ft.loraTargets.length}-` : ''}r${ft.loraRank}-lr${ft.lr}-e${ft.epochs}`;
+  const log = (m: string): void => void process.stderr.write(`e2e ${target}: ${m}\n`);
+  const accBase = await evaluateOn(model, evalFile, ft);
+  log(`base ${JSON.stringify(accBase)}`);
+  const less: number[] = [];
+  const lessCe: (number | null)[] = [];
+  for (const s of trainSeeds) {
+    const r = await fineTuneAndEvaluate(join(sel, 'selected.jsonl'), join(out, `train-less-${tag}-seed${s}`), evalFile, ft, s);
+    log(`LESS seed ${s}: ${r.accuracy} ce ${r.choiceCe} predicted ${JSON.stringify(r.predicted)} (${r.steps} steps, ${r.seconds} s)`);
+    less.push(r.accuracy);
+    lessCe.push(r.choiceCe);
+  }
+  // the random baseline: as many rows, drawn uniformly from the scored rows (seed 1 is the draw of the first version)
+  const rand: number[] = [];
+  const randCe: (number | null)[] = [];
+  const randomMixes: Record<string, number>[] = [];
+  for (const s of randomSeeds) {
+    const perm = new Rng(s === 1 ? `less-e2e/random/${target}` : `less-e2e/random/${target}/${s}`).permutation(scored.length);
+    const random = perm.slice(0, selected.length).map((i) => subLines[scored[i]!]!);
+    const file = join(out, `random-${s}.jsonl`);
+    writeFileSync(file, random.join('\n') + '\n');
+    randomMixes.push(mix(random));
+    // every draw with every training seed of the LESS arm, so both arms carry the training-seed noise
+    for (const ts of trainSeeds) {
+      const r = await fineTuneAndEvaluate(file, join(out, `train-random${s}-${tag}${ts === 1 ? '' : `-seed${ts}`}`), evalFile, ft, ts);
+      log(`random draw ${s} seed ${ts}: ${r.accuracy} ce ${r.choiceCe} predicted ${JSON.stringify(r.predicted)} (${r.steps} steps, ${r.seconds} s)`);
+      rand.push(r.accuracy);
+      randCe.push(r.choiceCe);
+    }
+  }
+  let all: { accuracy: number[]; choiceCe: (number | null)[]; rows: number; steps: number } | null = null;
+  if (args.includes('--all-target')) {
+    const own = subLines.filter((l) => l.startsWith(`{"dataset": "${target}"`));
+    const file = join(out, 'all-target.jsonl');
+    writeFileSync(file, own.join('\n') + '\n');
+    all = { accuracy: [], choiceCe: [], rows: own.length, steps: 0 };
+    for (const ts of trainSeeds) {
+      const r = await fineTuneAndEvaluate(file, join(out, `train-all-${tag}${ts === 1 ? '' : `-seed${ts}`}`), evalFile, ft, ts);
+      log(`all ${own.length} ${target} rows, seed ${ts}: ${r.accuracy} ce ${r.choiceCe} predicted ${JSON.stringify(r.predicted)}`);
+      all.accuracy.push(r.accuracy);
+      all.choiceCe.push(r.choiceCe);
+      all.steps = r.steps;
+    }
+  }
+  return {
+    ...selection,
+    random_mixes: randomMixes,
+    train: { lr: ft.lr, epochs: ft.epochs, lora_r: ft.loraRank, lora_targets: ft.loraTargets, scoring: ft.scoring },
     eval_rows: evalN,
-    accuracy_base: base,
+    accuracy_base: accBase.accuracy,
+    choice_ce_base: accBase.choiceCe,
     accuracy_less: less,
+    accuracy_less_stats: stats(less),
+    choice_ce_less: lessCe,
     accuracy_random: rand,
+    accuracy_random_stats: stats(rand),
+    choice_ce_random: randCe,
+    accuracy_all_target: all,
+    load_average: loadavg().map((x) => Math.round(x * 10) / 10),
     out,
   };
 }

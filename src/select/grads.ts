@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { LmtuneError } from '../util/errors.ts';
 import { atomicWrite, readJson, stableStringify } from '../node/fsx.ts';
 import { faultPoint } from '../util/fault.ts';
-import { loadTransformer, type TransformerModel } from '../models/index.ts';
+import { loadTransformer, type TransformerModel } from '../heads/model.ts';
 import { readSafetensors } from '../node/safetensors-file.ts';
 import { attachPeft } from '../peft/index.ts';
 import { RademacherProjection } from '../projection/rademacher.ts';
@@ -125,9 +125,14 @@ export async function prepareGrads(cfg: SelectConfig, out: string, warm: WarmupR
   };
   if (enc.target.encoded.size === 0) throw new LmtuneError('DATA', `${cfg.target}: no usable target row`);
   // bounded memory for large adapters; the projection is exact per row, so chunking does not change a byte
-  const chunkRows = Math.max(cfg.grads.batchSize, Math.floor(CHUNK_BYTES / (4 * layout.dim) / cfg.grads.batchSize) * cfg.grads.batchSize);
+  const chunkRows = gradChunkRows(layout.dim, cfg.grads.batchSize);
   const checkpoints = warm.checkpoints.map((ck) => ({ ck, ...loadCheckpoint(join(out, ck.dir)) }));
   return { cfg, model, layout, fingerprint: modelFingerprint(model), projections, files, enc, checkpoints, chunkRows, loaded: null };
+}
+
+/** Rows whose gradients are held and projected together: a whole number of gradient batches in CHUNK_BYTES. */
+export function gradChunkRows(dim: number, batchSize: number): number {
+  return Math.max(batchSize, Math.floor(CHUNK_BYTES / (4 * dim) / batchSize) * batchSize);
 }
 
 /** The datastores (one per projection dimension) of a checkpoint and role: created, or checked against their headers. */
@@ -189,8 +194,9 @@ export async function computeShard(ctx: GradsContext, checkpoint: string, role: 
     // a non-finite feature is refused naming its file:line (extractFeatures' numerics guard)
     const rowName = (j: number): string => {
       const index = s + present[k + j]!;
-      const line = ctx.files[role].rows.find((r) => r.index === index)?.chat.line ?? '?';
-      return `${ctx.files[role].path}:${line} (${role} row ${index}, checkpoint ${checkpoint})`;
+      const row = ctx.files[role].rows.find((r) => r.index === index)?.chat;
+      // the row's own file: `line` counts in it, and a pool of several files has the files joined by ',' as its path
+      return `${row?.file ?? ctx.files[role].path}:${row?.line ?? '?'} (${role} row ${index}, checkpoint ${checkpoint})`;
     };
     const f = (kron ? await kroneckerFeatures(ctx.model, ctx.layout, part, { ...opts, projections: kron }) : await extractFeatures(ctx.model, ctx.layout, part, { ...opts, projections, rowName })).features;
     f.forEach((x, p) => feats[p]!.set(x, k * projections[p]!.outDim));
