@@ -11,44 +11,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SHARED_DATA } from '../tasks/test-fixtures.ts';
+import { MODEL, POOL, TARGET, runSelect as run } from './select-cli.test-util.ts';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
-const MODEL = join(ROOT, 'assets/tiny-english-lm');
-const POOL = join(SHARED_DATA, 'instruct-pool/pool.jsonl');
-const TARGET = join(SHARED_DATA, 'instruct-pool/targets/trec_target.jsonl');
-
-// the CLI's `select` command alone, with lmtune's error handling (as resume.test.ts)
-const HARNESS = `
-const { Command } = await import(${JSON.stringify(join(ROOT, 'node_modules/commander/index.js'))});
-await import(${JSON.stringify(join(ROOT, 'src/node/host.ts'))});
-const { register } = await import(${JSON.stringify(join(ROOT, 'src/cli/select.ts'))});
-const { LmtuneError } = await import(${JSON.stringify(join(ROOT, 'src/util/errors.ts'))});
-const program = new Command();
-program.exitOverride();
-register(program);
-try {
-  await program.parseAsync(['node', 'lmtune', ...process.argv.slice(1)]);
-} catch (e) {
-  if (!(e instanceof LmtuneError)) throw e;
-  process.stderr.write('lmtune: error [' + e.code + ']: ' + e.message + '\\n');
-  process.exit(1);
-}
-`;
-
-function run(args: string[]): { status: number | null; stderr: string; stdout: string } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', HARNESS, ...args], {
-    encoding: 'utf8',
-    cwd: ROOT,
-    env: { ...process.env, LMTUNE_THREADS: '1' },
-  });
-  return { status: r.status, stderr: r.stderr, stdout: r.stdout };
-}
 
 const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
 

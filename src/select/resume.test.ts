@@ -6,43 +6,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SHARED_DATA } from '../tasks/test-fixtures.ts';
+import { MODEL, POOL, TARGET, runSelect as run } from './select-cli.test-util.ts';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
-const MODEL = join(ROOT, 'assets/tiny-english-lm');
-const POOL = join(SHARED_DATA, 'instruct-pool/pool.jsonl');
-const TARGET = join(SHARED_DATA, 'instruct-pool/targets/trec_target.jsonl');
-
-// the CLI's `select` command alone, with lmtune's error handling (src/cli/main.ts registers every command)
-const HARNESS = `
-const { Command } = await import(${JSON.stringify(join(ROOT, 'node_modules/commander/index.js'))});
-await import(${JSON.stringify(join(ROOT, 'src/node/host.ts'))});
-const { register } = await import(${JSON.stringify(join(ROOT, 'src/cli/select.ts'))});
-const { LmtuneError } = await import(${JSON.stringify(join(ROOT, 'src/util/errors.ts'))});
-const program = new Command();
-program.exitOverride();
-register(program);
-try {
-  await program.parseAsync(['node', 'lmtune', ...process.argv.slice(1)]);
-} catch (e) {
-  if (!(e instanceof LmtuneError)) throw e;
-  process.stderr.write('lmtune: error [' + e.code + ']: ' + e.message + '\\n');
-  process.exit(1);
-}
-`;
-
-function run(args: string[], fault?: string): { status: number | null; signal: NodeJS.Signals | null; stderr: string; stdout: string } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', HARNESS, ...args], {
-    encoding: 'utf8',
-    cwd: ROOT,
-    env: { ...process.env, LMTUNE_THREADS: '1', ...(fault ? { LMTUNE_FAULT: fault } : {}) },
-  });
-  return { status: r.status, signal: r.signal, stderr: r.stderr, stdout: r.stdout };
-}
 
 test('kill -9 at 6 points of select run, then resume: byte-identical selection', () => {
   const tmp = mkdtempSync(join(tmpdir(), 'lmtune-less-kill-'));
