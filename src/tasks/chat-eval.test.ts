@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { register } from '../cli/eval.ts';
-import type { CausalLM } from '../models/api.ts';
+import type { CausalLM, ContinuationRequest } from '../models/api.ts';
+import { encodeChat, type ChatRow } from './chat.ts';
 import { asLanguageModel, loadTransformer } from '../heads/model.ts';
 import { LmtuneError } from '../util/errors.ts';
 import { runEvaluation } from './run-eval.ts';
@@ -60,8 +61,11 @@ async function bruteAccuracy(scoring: 'mean' | 'sum'): Promise<{ accuracy: numbe
     for (const c of r.choices) {
       const cont = tok.encode(c.trim() + EOS);
       let prompt = ctx;
-      if (prompt.length + cont.length > 64) {
-        prompt = [BOS, ...ctx.slice(ctx.length - (64 - cont.length - 1))];
+      // the window is training's (--truncation left): the reply + EOS + "\n" (one token) gets a room
+      // of a multiple of 8 tokens and the context its last 63 − room tokens
+      const room = Math.ceil((cont.length + 1) / 8) * 8;
+      if (prompt.length + room > 64) {
+        prompt = [BOS, ...ctx.slice(ctx.length - (64 - room - 1))];
         cut = true;
       }
       const [lp] = await causal.continuationLogprobs([{ prompt, continuation: cont }]);
@@ -138,6 +142,30 @@ test('lmtune eval --task chat --json through the CLI', async () => {
   assert.equal(r.metric, 'accuracy');
   assert.equal(r.value, (await bruteAccuracy('sum')).accuracy);
   assert.equal(r.truncated, 1);
+});
+
+test('each choice is scored in the window training sees for the row with that choice as its reply (left truncation)', async () => {
+  // a context longer than the model: training with --truncation left keeps BOS + the tail of
+  // "<|user|>\n…\n<|assistant|>\n" + choice + EOS + "\n" (chat.test.ts pins that window); the scored
+  // request must be exactly that window minus the tokens after EOS, whatever the choice's length
+  const row = { messages: [{ role: 'user', content: 'Read this story. ' + 'The old man walked to the river and sat down. '.repeat(5) + 'Was he tired?' }], choices: ['yes', 'a little tired', 'abbreviation'], label: 'yes' };
+  const f = join(dir, 'window.jsonl');
+  writeFileSync(f, JSON.stringify(row) + '\n');
+  const seen: ContinuationRequest[] = [];
+  const spy: CausalLM = { ...causal, continuationLogprobs: (reqs) => { seen.push(...reqs); return causal.continuationLogprobs(reqs); } };
+  const got = await runEvaluation(spy, { task: 'chat', data: f, scoring: 'sum' });
+  assert.equal(got.truncated, 1);
+  assert.equal(seen.length, row.choices.length);
+  row.choices.forEach((c, i) => {
+    const trained = encodeChat({ line: 1, raw: '', messages: [...row.messages, { role: 'assistant', content: c }] } as ChatRow, tok, 64, { truncation: 'left' });
+    assert.ok(trained.truncated);
+    const eos = trained.ids.lastIndexOf(tok.eosId!);
+    const want = trained.ids.slice(0, eos + 1);
+    assert.deepEqual([...seen[i]!.prompt, ...seen[i]!.continuation], want, c);
+    assert.deepEqual(seen[i]!.continuation, tok.encode(c + EOS), c);
+    // the scored tokens are the ones training supervises for this reply (all but the trailing "\n")
+    assert.equal(trained.supervisedCount, seen[i]!.continuation.length + 1, c);
+  });
 });
 
 test('rows that cannot be evaluated are errors naming file:line', async () => {

@@ -10,11 +10,13 @@
  * - other rows: greedy generation, cut at EOS or the next role header, stripped, scored against
  *   `answers` (or, when absent, the final assistant turn) with SQuAD EM and F1 (metrics.ts).
  * Contexts longer than the max length lose their oldest tokens (the BOS stays); those rows are counted
- * in `truncated`. Generation gets room for the longest gold answer plus EOS and 8 tokens, at most 64.
+ * in `truncated`. A choice is scored in the window training would see for the row with that choice as
+ * its reply under `--truncation left` (encodeChat: room for the reply in steps of 8 tokens, the window
+ * ending after the "\n" that follows EOS), so a model trained that way is asked what it was taught. Generation gets room for the longest gold answer plus EOS and 8 tokens, at most 64.
  */
 import { LmtuneError } from '../util/errors.ts';
 import type { CausalLM, ContinuationRequest, LanguageModel } from '../models/api.ts';
-import { ASSISTANT_HEADER, chatPrefix, eosText, pyStrip, renderTulu, type ChatMessage, type ChatRow } from './chat.ts';
+import { ASSISTANT_HEADER, chatPrefix, encodeChat, eosText, pyStrip, renderTulu, type ChatMessage, type ChatRow } from './chat.ts';
 import type { EvalOptions, EvalResult, ExamplePrediction } from './evaluate.ts';
 import { argmax, exactMatch, mean, squadF1 } from './metrics.ts';
 import type { Example } from './task.ts';
@@ -101,10 +103,17 @@ export async function evaluateChat(model: LanguageModel, examples: readonly Exam
         const full = [...prefix, ...tok.encode(context + pyStrip(c) + eos)];
         const n = full.length - promptLength;
         if (n < 1) throw new LmtuneError('DATA', `${where(it.row)}: choice ${JSON.stringify(c)} adds no tokens after the context`);
-        if (n >= maxLength) throw new LmtuneError('DATA', `${where(it.row)}: choice ${JSON.stringify(c)} alone has ${n} tokens, more than the max length ${maxLength}`);
-        const p = cutLeft(full.slice(0, full.length - n), prefix.length, maxLength - n);
-        cut ||= p.cut;
-        reqs.push({ prompt: p.ids, continuation: full.slice(full.length - n) });
+        // scored in the window training sees for this row with c as its reply under --truncation left
+        // (encodeChat), up to the reply's EOS: the same tokens at the same positions
+        const trained = encodeChat({ ...it.row, promptCompletion: undefined, messages: [...it.context, { role: 'assistant', content: c }] }, tok, maxLength, { truncation: 'left' });
+        const window = trained.ids.slice(0, trained.ids.lastIndexOf(tok.eosId!) + 1);
+        if (window.length - n <= prefix.length) {
+          throw new LmtuneError('DATA', `${where(it.row)}: choice ${JSON.stringify(c)} alone has ${n} tokens (with EOS), which leaves no room for the context in the max length ${maxLength}`);
+        }
+        const continuation = window.slice(window.length - n);
+        if (continuation.some((id, i) => id !== full[full.length - n + i])) throw new LmtuneError('RUNTIME', `${where(it.row)}: choice ${JSON.stringify(c)} tokenizes differently inside the training window`);
+        cut ||= trained.truncated;
+        reqs.push({ prompt: window.slice(0, window.length - n), continuation });
         owners.push(b + j);
       }
       if (cut) truncated++;

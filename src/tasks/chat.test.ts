@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadTokenizer } from '../models/tokenizer.ts';
 import { LmtuneError } from '../util/errors.ts';
-import { encodeChat, encodeChatRows, parseChatJsonl, pyStrip, renderTulu, type ChatRow } from './chat.ts';
+import { encodeChat, encodeChatRows, parseChatJsonl, pyStrip, renderTulu, REPLY_ROOM, type ChatRow } from './chat.ts';
 
 const tok = await loadTokenizer(new URL('../../assets/tiny-english-lm', import.meta.url).pathname);
 const EOS = '<|endoftext|>';
@@ -124,13 +124,39 @@ test('left truncation keeps BOS and the last tokens, mask included', () => {
   const L = 20;
   const e = encodeChat(r, tok, L, { truncation: 'left' });
   assert.equal(e.truncated, true);
-  assert.deepEqual(e.ids, [tok.eosId!, ...full.ids.slice(full.ids.length - (L - 1))]);
-  assert.deepEqual([...e.supervised], [0, ...full.supervised.slice(full.ids.length - (L - 1))]);
+  // the final reply "4<EOS>\n" (3 tokens) gets a room of 8: the window is L − 5 tokens long and the
+  // reply starts at position L − 8
+  const reply = 3;
+  const kept = L - 1 - (REPLY_ROOM - reply);
+  assert.deepEqual(e.ids, [tok.eosId!, ...full.ids.slice(full.ids.length - kept)]);
+  assert.deepEqual([...e.supervised], [0, ...full.supervised.slice(full.ids.length - kept)]);
+  assert.equal(e.ids.length - reply, L - REPLY_ROOM);
   // the last answer survives whole: the final supervised run is "4<EOS>\n"
   assert.equal(supervisedSpans(e.ids, e.supervised).at(-1), `4${EOS}\n`);
   // on the right (the reference) the same cap leaves no assistant token
   assert.ok(full.supervised.slice(0, L).every((x) => x === 0));
   assert.throws(() => encodeChat(r, tok, L), /left\.jsonl:1: every assistant token is cut/);
+});
+
+test('left truncation: where a cut row\'s reply starts does not depend on the reply\'s length (within 8 tokens)', () => {
+  const question = 'What type of answer does this question expect? ' + 'Choose one of the six kinds of answer. '.repeat(3) + 'Question: who wrote it ?';
+  const L = 40;
+  const starts = new Map<number, number>();
+  for (const label of ['entity', 'abbreviation', 'human', 'a number, a count or a quantity of some things']) {
+    const r = row({ messages: [{ role: 'user', content: question }, { role: 'assistant', content: label }] }, 'labels.jsonl');
+    const full = encodeChat(r, tok, 100000);
+    const e = encodeChat(r, tok, L, { truncation: 'left' });
+    const replyLength = tok.encode(label + EOS + '\n').length;
+    const first = e.supervised.indexOf(1);
+    assert.equal(e.ids.length - first, replyLength, label);
+    // the window is the untruncated encoding's tail after BOS, the prompt cut just enough to give the reply its room
+    assert.deepEqual(e.ids.slice(1), full.ids.slice(full.ids.length - (e.ids.length - 1)), label);
+    assert.equal(first, L - Math.ceil(replyLength / REPLY_ROOM) * REPLY_ROOM, label);
+    const room = Math.ceil(replyLength / REPLY_ROOM);
+    if (starts.has(room)) assert.equal(first, starts.get(room), label);
+    starts.set(room, first);
+  }
+  assert.ok(starts.size === 2, 'fixture: three labels share one room, one needs the next');
 });
 
 test('a row without an assistant turn cannot be trained on', () => {
