@@ -18,6 +18,7 @@ import { cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync, existsSync
 import { basename, join, resolve } from 'node:path';
 import { loadavg, tmpdir } from 'node:os';
 import { Rng } from '../src/util/rng.ts';
+import { mannWhitneyGreater, signFlipGreater } from '../src/util/exact-tests.ts';
 import { asLanguageModel, loadTransformer } from '../src/heads/model.ts';
 import { attachPeft } from '../src/peft/index.ts';
 import { RademacherProjection } from '../src/projection/rademacher.ts';
@@ -220,11 +221,11 @@ async function evaluateOn(modelDir: string, evalFile: string, ft: FineTune): Pro
  * has neither is seeded with those of another target's finished run over the same pool file (same
  * configuration otherwise, which the datastore headers check), so only the target's gradients are computed.
  */
-function reusePoolFeatures(base: string, target: string, sel: string): string | null {
+function reusePoolFeatures(base: string, sel: string): string | null {
   if (existsSync(join(sel, 'warmup'))) return null;
-  for (const other of ['trec', 'sst5']) {
+  for (const other of readdirSync(base).sort()) {
     const src = join(base, other, 'select');
-    if (other === target || !existsSync(join(src, 'grads', 'done.json'))) continue;
+    if (src === sel || !existsSync(join(src, 'grads', 'done.json'))) continue;
     cpSync(join(src, 'warmup'), join(sel, 'warmup'), { recursive: true });
     for (const ck of readdirSync(join(src, 'grads'))) {
       if (existsSync(join(src, 'grads', ck, 'pool'))) cpSync(join(src, 'grads', ck, 'pool'), join(sel, 'grads', ck, 'pool'), { recursive: true });
@@ -232,6 +233,15 @@ function reusePoolFeatures(base: string, target: string, sel: string): string | 
     return src;
   }
   return null;
+}
+
+/** a copy of a target file whose rows' "subtask" is their "label" (written once; returns its path) */
+function targetByLabel(src: string, dst: string): string {
+  if (!existsSync(dst)) {
+    const rows = readFileSync(src, 'utf8').split('\n').filter((l) => l).map((l) => JSON.parse(l) as { label?: string; subtask?: string });
+    writeFileSync(dst, rows.map((r) => JSON.stringify({ ...r, subtask: r.label })).join('\n') + '\n');
+  }
+  return dst;
 }
 
 const stats = (xs: number[]): { mean: number; sd: number } => {
@@ -249,7 +259,8 @@ const stats = (xs: number[]): { mean: number; sd: number } => {
  * --train-lr (3e-3), --train-epochs (6), --lora-r (8), --lora-targets a,b (the family's default),
  * --scoring mean|sum (sum), --random-seeds 1,2,3 (random draws), --train-seeds 1 (training seeds: the
  * LESS arm, every random draw and the all-target arm are trained with each), --all-target (train on every
- * row of the target's source in the subsampled pool), --select-only (stop after the selection).
+ * row of the target's source in the subsampled pool), --select-only (stop after the selection),
+ * --subtask-by subtask|label (group the target rows by their label: `targetByLabel`).
  */
 export async function benchLessE2e(threads: number): Promise<Record<string, unknown>> {
   const args = process.argv.slice(2);
@@ -275,7 +286,11 @@ export async function benchLessE2e(threads: number): Promise<Record<string, unkn
   const randomSeeds = arg('--random-seeds', '1,2,3').split(',').map(Number);
   const trainSeeds = arg('--train-seeds', '1').split(',').map(Number);
   const base = arg('--out', join(tmpdir(), `lmtune-less-e2e-${basename(model)}-L${maxLength}-s${stride}-e${epochs}-d${dim}`));
-  const out = join(base, target);
+  // --subtask-by label: the target rows grouped by their label instead of their task (a copy of the target
+  // file with "subtask" set to "label"), so the reference's max-over-subtasks scores a pool row by the
+  // class it matches best rather than by the mean over all classes
+  const byLabel = arg('--subtask-by', 'subtask') === 'label';
+  const out = join(base, byLabel ? `${target}-by-label` : target);
   mkdirSync(out, { recursive: true });
   const poolLines = readFileSync(join(SHARED, 'instruct-pool/pool.jsonl'), 'utf8').split('\n').filter((l) => l);
   const pool = join(base, 'pool.jsonl');
@@ -284,7 +299,7 @@ export async function benchLessE2e(threads: number): Promise<Record<string, unkn
     version: 1,
     model,
     pool,
-    target: join(SHARED, `instruct-pool/targets/${target}_target.jsonl`),
+    target: byLabel ? targetByLabel(join(SHARED, `instruct-pool/targets/${target}_target.jsonl`), join(base, `${target}_target-by-label.jsonl`)) : join(SHARED, `instruct-pool/targets/${target}_target.jsonl`),
     seed: 42,
     maxLength,
     truncation: 'left',
@@ -296,7 +311,7 @@ export async function benchLessE2e(threads: number): Promise<Record<string, unkn
     write: { percentage: 0.05 },
   };
   const sel = join(out, 'select');
-  const reused = reusePoolFeatures(base, target, sel);
+  const reused = reusePoolFeatures(base, sel);
   const t0 = performance.now();
   const summary = await runStage('run', sel, cfg, { onMessage: (m) => process.stderr.write(`${m}\n`) });
   const selectSeconds = (performance.now() - t0) / 1000;
@@ -381,6 +396,12 @@ export async function benchLessE2e(threads: number): Promise<Record<string, unkn
     accuracy_random: rand,
     accuracy_random_stats: stats(rand),
     choice_ce_random: randCe,
+    // LESS against random: every run of one arm against every run of the other, and per training seed
+    // LESS minus the mean of the random draws trained with that seed
+    less_vs_random: {
+      mann_whitney: mannWhitneyGreater(less, rand),
+      paired_by_training_seed: signFlipGreater(trainSeeds.map((_, k) => less[k]! - randomSeeds.reduce((a, __, d) => a + rand[d * trainSeeds.length + k]!, 0) / randomSeeds.length)),
+    },
     accuracy_all_target: all,
     load_average: loadavg().map((x) => Math.round(x * 10) / 10),
     out,
