@@ -71,7 +71,11 @@ export function buildSelectConfig(f: Flags): SelectConfig {
       batchSize: num('--grad-batch-size', str('gradBatchSize') ?? '16', { int: true, min: 1 }),
       shardRows: num('--shard-rows', str('shardRows') ?? '1024', { int: true, min: 1 }),
     },
-    match: { aggregate: oneOf('--aggregate', str('aggregate') ?? 'max-subtask-mean', AGGREGATES), dim: matchDim },
+    match: {
+      aggregate: oneOf('--aggregate', str('aggregate') ?? 'max-subtask-mean', AGGREGATES),
+      dim: matchDim,
+      ...(oneOf('--group-by', str('groupBy') ?? 'subtask', ['subtask', 'label'] as const) === 'label' ? { groupBy: 'label' as const } : {}),
+    },
     write: amountOf(f),
   };
   return withAbsolutePaths(cfg);
@@ -81,7 +85,7 @@ export function renderSelection(s: Partial<SelectionSummary>): string {
   const rows: [string, string][] = [];
   if (s.warmup) rows.push(['warmup', `${s.warmup.rows} rows, ${s.warmup.checkpoints.length} epoch checkpoints (${s.warmup.stepsPerEpoch} steps each)`]);
   if (s.grads) rows.push(['features', `${s.grads.pool.rows} pool + ${s.grads.target.rows} target rows × ${s.grads.checkpoints.length} checkpoints, d = ${s.grads.dims.join(',')} (${s.grads.pool.skipped.length} pool rows skipped)`]);
-  if (s.match) rows.push(['scores', `${s.match.scored} rows, ${s.match.aggregate} over ${s.match.subtasks.length} subtask(s)`]);
+  if (s.match) rows.push(['scores', `${s.match.scored} rows, ${s.match.aggregate} over ${s.match.subtasks.length} target group(s)`]);
   if (s.write) rows.push(['selected', `${s.write.selected} rows → ${s.out}/selected.jsonl`], ['scores', `${s.out}/scores.csv`], ['report', `${s.out}/report.html`]);
   const w = Math.max(0, ...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n') + '\n';
@@ -114,6 +118,7 @@ function addOptions(c: Command): Command {
     .option('--grad-batch-size <n>', 'examples per batched per-example-gradient pass', '16')
     .option('--shard-rows <n>', 'feature rows per datastore shard', '1024')
     .option('--aggregate <a>', 'max-subtask-mean (the reference: max over subtasks of the mean cosine), mean (over all target rows), or cos-with-mean-grad (max over subtasks of the cosine with the subtask\'s mean target feature)', 'max-subtask-mean')
+    .option('--group-by <field>', 'group the target rows by "subtask" (the reference) or by "label" (a classification target: each pool row is scored against the class it matches best)', 'subtask')
     .option('--match-dim <d>', 'projection dimension the scores use (default: the first of --proj-dim)')
     .option('--skip-invalid', 'skip (and report) malformed rows and rows with nothing to predict instead of failing')
     .option('--threads <n>', 'compute threads (default: all cores)')

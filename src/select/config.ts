@@ -52,6 +52,12 @@ export interface SelectConfig {
     aggregate: Aggregate;
     /** which projection dimension the scores use (default: the first of projDims) */
     dim: number;
+    /**
+     * what the target rows are grouped by for the max over groups: their "subtask" (absent: the
+     * reference) or their "label" (a classification target scored per class; stored only when set, so
+     * the folders of earlier runs still resume)
+     */
+    groupBy?: 'label';
   };
   write: Amount;
 }

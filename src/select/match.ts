@@ -64,18 +64,20 @@ export interface SubtaskGroups {
 }
 
 /**
- * Groups target rows by their `subtask`. Rows without one form a single group when none has one (a task
- * without subtasks, n_sub = 1 in the reference); a mix is an error naming the first row that lacks it.
+ * Groups target rows by their `subtask` (or, with `field` 'label', their label: `--group-by label`). Rows
+ * without a subtask form a single group when none has one (a task without subtasks, n_sub = 1 in the
+ * reference); a mix is an error naming the first row that lacks it. Grouping by label needs every label.
  */
-export function subtaskGroups(subtasks: readonly (string | undefined)[], where: readonly string[], aggregate: Aggregate): SubtaskGroups {
+export function subtaskGroups(subtasks: readonly (string | undefined)[], where: readonly string[], aggregate: Aggregate, field: 'subtask' | 'label' = 'subtask'): SubtaskGroups {
   const M = subtasks.length;
   if (M === 0) throw new LmtuneError('DATA', 'the target set is empty');
   const of = new Int32Array(M);
-  if (aggregate === 'mean' || subtasks.every((s) => s === undefined)) return { names: ['all'], of, sizes: Int32Array.of(M) };
+  if (aggregate === 'mean' || (field === 'subtask' && subtasks.every((s) => s === undefined))) return { names: ['all'], of, sizes: Int32Array.of(M) };
   const names: string[] = [];
   const id = new Map<string, number>();
   subtasks.forEach((s, m) => {
     if (s === undefined || s === '') {
+      if (field === 'label') throw new LmtuneError('DATA', `${where[m] ?? `target row ${m}`}: no "label" to group the target rows by (--group-by label)`, 'give every target row a "label", or group by subtask');
       throw new LmtuneError('DATA', `${where[m] ?? `target row ${m}`}: no "subtask", while other target rows have one`, 'give every target row a "subtask", or none (one group), or use --aggregate mean');
     }
     let g = id.get(s);

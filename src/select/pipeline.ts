@@ -18,7 +18,8 @@ import { LmtuneError } from '../util/errors.ts';
 import { atomicWrite, readJson, stableStringify } from '../node/fsx.ts';
 import { faultPoint } from '../util/fault.ts';
 import { FeatureStore } from './datastore.ts';
-import { checkpointWeights, subtaskGroups, subtaskMeans } from './match.ts';
+import { checkpointWeights, subtaskGroups, subtaskMeans, type SubtaskGroups } from './match.ts';
+import type { ChatRow } from '../tasks/chat.ts';
 import { scanScores, type SubtaskExtremes } from './scan.ts';
 import { readChatFile } from './pool.ts';
 import { selectionReport } from './report.ts';
@@ -82,11 +83,7 @@ export async function runMatch(cfg: SelectConfig, out: string, warm: WarmupResul
   const target = readChatFile(cfg.target, { skipInvalid: cfg.skipInvalid });
   const skippedT = new Set(grads.target.skipped.map((s) => s.index));
   const rowsT = target.rows.filter((r) => !skippedT.has(r.index));
-  const groups = subtaskGroups(
-    rowsT.map((r) => r.chat.subtask),
-    rowsT.map((r) => `${target.path}:${r.chat.line}`),
-    cfg.match.aggregate,
-  );
+  const groups = targetGroups(cfg, target.path, rowsT);
   const M = rowsT.length;
   const V = warm.checkpoints.map((ck) => {
     const st = FeatureStore.read(storeDir(out, ck.name, 'target', dim));
@@ -186,9 +183,25 @@ export interface StageOptions {
 }
 
 /** Runs one stage (and checks that the ones before it finished), or every stage for 'run'. */
+/** the target rows' groups for the max over groups (by subtask, or by label with --group-by label) */
+function targetGroups(cfg: SelectConfig, path: string, rows: readonly { chat: ChatRow }[]): SubtaskGroups {
+  const groupBy = cfg.match.groupBy ?? 'subtask';
+  return subtaskGroups(
+    rows.map((r) => (groupBy === 'label' ? r.chat.label : r.chat.subtask)),
+    rows.map((r) => `${path}:${r.chat.line}`),
+    cfg.match.aggregate,
+    groupBy,
+  );
+}
+
 export async function runStage(stage: Stage | 'run', out: string, cfg: SelectConfig | null, hooks: SelectHooks = {}, opts: StageOptions = {}): Promise<Partial<SelectionSummary>> {
   const c = cfg ? saveOrCheckConfig(out, cfg) : readConfig(out);
   const res: Partial<SelectionSummary> = { out };
+  // a target the matching cannot group fails now, not after the warmup and the gradients
+  if (stage !== 'write') {
+    const target = readChatFile(c.target, { skipInvalid: c.skipInvalid });
+    targetGroups(c, target.path, target.rows);
+  }
   if (stage === 'warmup' || stage === 'run') res.warmup = await runWarmup(c, out, hooks);
   if (stage === 'grads' || stage === 'run') {
     const warm = need(readWarmup(out), 'warmup', out);
