@@ -235,15 +235,6 @@ function reusePoolFeatures(base: string, sel: string): string | null {
   return null;
 }
 
-/** a copy of a target file whose rows' "subtask" is their "label" (written once; returns its path) */
-function targetByLabel(src: string, dst: string): string {
-  if (!existsSync(dst)) {
-    const rows = readFileSync(src, 'utf8').split('\n').filter((l) => l).map((l) => JSON.parse(l) as { label?: string; subtask?: string });
-    writeFileSync(dst, rows.map((r) => JSON.stringify({ ...r, subtask: r.label })).join('\n') + '\n');
-  }
-  return dst;
-}
-
 const stats = (xs: number[]): { mean: number; sd: number } => {
   const m = xs.reduce((s, x) => s + x, 0) / xs.length;
   const sd = xs.length > 1 ? Math.sqrt(xs.reduce((s, x) => s + (x - m) ** 2, 0) / (xs.length - 1)) : 0;
@@ -260,7 +251,7 @@ const stats = (xs: number[]): { mean: number; sd: number } => {
  * --scoring mean|sum (sum), --random-seeds 1,2,3 (random draws), --train-seeds 1 (training seeds: the
  * LESS arm, every random draw and the all-target arm are trained with each), --all-target (train on every
  * row of the target's source in the subsampled pool), --select-only (stop after the selection),
- * --subtask-by subtask|label (group the target rows by their label: `targetByLabel`).
+ * --subtask-by subtask|label (group the target rows by their label: select's --group-by label).
  */
 export async function benchLessE2e(threads: number): Promise<Record<string, unknown>> {
   const args = process.argv.slice(2);
@@ -286,9 +277,9 @@ export async function benchLessE2e(threads: number): Promise<Record<string, unkn
   const randomSeeds = arg('--random-seeds', '1,2,3').split(',').map(Number);
   const trainSeeds = arg('--train-seeds', '1').split(',').map(Number);
   const base = arg('--out', join(tmpdir(), `lmtune-less-e2e-${basename(model)}-L${maxLength}-s${stride}-e${epochs}-d${dim}`));
-  // --subtask-by label: the target rows grouped by their label instead of their task (a copy of the target
-  // file with "subtask" set to "label"), so the reference's max-over-subtasks scores a pool row by the
-  // class it matches best rather than by the mean over all classes
+  // --subtask-by label: the target rows grouped by their label instead of their task (`select --group-by
+  // label`), so the reference's max over groups scores a pool row by the class it matches best rather
+  // than by the mean over all classes
   const byLabel = arg('--subtask-by', 'subtask') === 'label';
   const out = join(base, byLabel ? `${target}-by-label` : target);
   mkdirSync(out, { recursive: true });
@@ -299,7 +290,7 @@ export async function benchLessE2e(threads: number): Promise<Record<string, unkn
     version: 1,
     model,
     pool,
-    target: byLabel ? targetByLabel(join(SHARED, `instruct-pool/targets/${target}_target.jsonl`), join(base, `${target}_target-by-label.jsonl`)) : join(SHARED, `instruct-pool/targets/${target}_target.jsonl`),
+    target: join(SHARED, `instruct-pool/targets/${target}_target.jsonl`),
     seed: 42,
     maxLength,
     truncation: 'left',
@@ -307,7 +298,7 @@ export async function benchLessE2e(threads: number): Promise<Record<string, unkn
     threads,
     warmup: { percentage: 0.05, epochs, lr: 1e-3, batchSize: 8, warmupRatio: 0.03, clipNorm: 1, loraRank: 8, loraAlpha: 32, loraTargets: [] },
     grads: { projection: 'rademacher', projDims: [dim], projSeed: 0, dtype: 'f16', batchSize: 16, shardRows: 1024 },
-    match: { aggregate: 'max-subtask-mean', dim },
+    match: { aggregate: 'max-subtask-mean', dim, ...(byLabel ? { groupBy: 'label' as const } : {}) },
     write: { percentage: 0.05 },
   };
   const sel = join(out, 'select');
