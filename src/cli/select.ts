@@ -42,6 +42,7 @@ export function buildSelectConfig(f: Flags): SelectConfig {
   if (new Set(projDims).size !== projDims.length) throw new LmtuneError('CONFIG', `--proj-dim lists a dimension twice: ${str('projDim')}`);
   const matchDim = str('matchDim') ? num('--match-dim', str('matchDim'), { int: true, min: 1 }) : projDims[0]!;
   if (!projDims.includes(matchDim)) throw new LmtuneError('CONFIG', `--match-dim ${matchDim} is not among --proj-dim ${projDims.join(',')}`);
+  const truncation = oneOf('--truncation', str('truncation') ?? 'right', ['left', 'right'] as const);
   const cfg: SelectConfig = {
     version: 1,
     model,
@@ -49,7 +50,7 @@ export function buildSelectConfig(f: Flags): SelectConfig {
     target: req('target', '--target'),
     seed: num('--seed', str('seed') ?? '42', { int: true, min: 0 }),
     maxLength,
-    truncation: oneOf('--truncation', str('truncation') ?? 'right', ['left', 'right'] as const),
+    truncation,
     skipInvalid: f.skipInvalid === true,
     threads: str('threads') ? num('--threads', str('threads'), { int: true, min: 1 }) : null,
     warmup: {

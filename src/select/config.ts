@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { LmtuneError } from '../util/errors.ts';
 import { atomicWrite, readJson, stableStringify } from '../node/fsx.ts';
 import type { Aggregate } from './match.ts';
+import { REPLY_ROOM } from '../tasks/chat.ts';
 import type { StoreDtype } from './datastore.ts';
 import type { Amount } from './write.ts';
 
@@ -21,6 +22,12 @@ export interface SelectConfig {
   maxLength: number;
   /** which end of a too-long row is cut: 'right' (the reference) or 'left' (keeps the final answer) */
   truncation: 'left' | 'right';
+  /**
+   * with 'left': the step of the room kept for the final reply (tasks/chat.ts REPLY_ROOM). Folders
+   * written before left truncation had a room cut rows just enough to fit and lack it; their warmup and
+   * features came from other encodings of the cut rows, so they are refused rather than mixed.
+   */
+  replyRoom?: number;
   skipInvalid: boolean;
   threads: number | null;
   warmup: {
@@ -72,13 +79,15 @@ export function withAbsolutePaths(c: SelectConfig): SelectConfig {
  * Stores `cfg` in `out`, or checks it against the stored one. Only the selection amount (`write`) may
  * change between calls: it is the last, cheap stage.
  */
-export function saveOrCheckConfig(out: string, cfg: SelectConfig): SelectConfig {
+export function saveOrCheckConfig(out: string, given: SelectConfig): SelectConfig {
+  // the encoding of cut rows is this lmtune's, not the caller's choice: stored with the run
+  const cfg: SelectConfig = { ...given, ...leftEncoding(given.truncation) };
   const path = join(out, CONFIG_FILE);
   if (!existsSync(path)) {
     atomicWrite(path, stableStringify(cfg));
     return cfg;
   }
-  const old = readJson<SelectConfig>(path, 'selection config');
+  const old = checkEncoding(out, readJson<SelectConfig>(path, 'selection config'));
   for (const k of Object.keys(cfg) as (keyof SelectConfig)[]) {
     if (k === 'write') continue;
     const a = stableStringify(old[k] ?? null).trim();
@@ -101,5 +110,21 @@ export function saveOrCheckConfig(out: string, cfg: SelectConfig): SelectConfig 
 export function readConfig(out: string): SelectConfig {
   const path = join(out, CONFIG_FILE);
   if (!existsSync(path)) throw new LmtuneError('IO', `${out}: not a selection folder (no ${CONFIG_FILE})`, 'start one with `lmtune select run --model DIR --pool POOL --target TARGET --out DIR` (or `select warmup` with the same flags)');
-  return readJson<SelectConfig>(path, 'selection config');
+  return checkEncoding(out, readJson<SelectConfig>(path, 'selection config'));
+}
+
+/** the chat encoding this lmtune gives rows cut on the left, as stored in a selection config */
+function leftEncoding(truncation: 'left' | 'right'): { replyRoom?: number } {
+  return truncation === 'left' ? { replyRoom: REPLY_ROOM } : {};
+}
+
+function checkEncoding(out: string, c: SelectConfig): SelectConfig {
+  if (c.truncation === 'left' && c.replyRoom !== REPLY_ROOM) {
+    throw new LmtuneError(
+      'CONFIG',
+      `${out} was computed by an lmtune whose left truncation cut rows ${c.replyRoom === undefined ? 'just enough to fit (so a cut row\'s answer position gave its length away)' : `with a reply room of ${c.replyRoom} tokens`}; this one keeps a room of ${REPLY_ROOM}, so its warmup and features would not match`,
+      'start the selection again in a new --out folder',
+    );
+  }
+  return c;
 }
