@@ -182,7 +182,6 @@ export interface StageOptions {
   queue?: QueuedGradsOptions;
 }
 
-/** Runs one stage (and checks that the ones before it finished), or every stage for 'run'. */
 /** the target rows' groups for the max over groups (by subtask, or by label with --group-by label) */
 function targetGroups(cfg: SelectConfig, path: string, rows: readonly { chat: ChatRow }[]): SubtaskGroups {
   const groupBy = cfg.match.groupBy ?? 'subtask';
@@ -194,6 +193,7 @@ function targetGroups(cfg: SelectConfig, path: string, rows: readonly { chat: Ch
   );
 }
 
+/** Runs one stage (and checks that the ones before it finished), or every stage for 'run'. */
 export async function runStage(stage: Stage | 'run', out: string, cfg: SelectConfig | null, hooks: SelectHooks = {}, opts: StageOptions = {}): Promise<Partial<SelectionSummary>> {
   const c = cfg ? saveOrCheckConfig(out, cfg) : readConfig(out);
   const res: Partial<SelectionSummary> = { out };

@@ -12,7 +12,8 @@
  * Contexts longer than the max length lose their oldest tokens (the BOS stays); those rows are counted
  * in `truncated`. A choice is scored in the window training would see for the row with that choice as
  * its reply under `--truncation left` (encodeChat: room for the reply in steps of 8 tokens, the window
- * ending after the "\n" that follows EOS), so a model trained that way is asked what it was taught. Generation gets room for the longest gold answer plus EOS and 8 tokens, at most 64.
+ * ending after the "\n" that follows EOS), so a model trained that way is asked what it was taught.
+ * Generation gets room for the longest gold answer plus EOS and 8 tokens, at most 64.
  */
 import { LmtuneError } from '../util/errors.ts';
 import type { CausalLM, ContinuationRequest, LanguageModel } from '../models/api.ts';
