@@ -17,6 +17,7 @@ import { encodeChat, parseChatJsonl, type EncodedChat } from '../tasks/chat.ts';
 import { chatLossRequest } from './chat-batches.ts';
 import { readRunConfig, train } from './loop.ts';
 import { SHARED_DATA } from '../tasks/test-fixtures.ts';
+import { LmtuneError } from '../util/errors.ts';
 
 const MODEL = new URL('../../assets/tiny-english-lm', import.meta.url).pathname;
 const POOL = join(SHARED_DATA, 'instruct-pool/pool.jsonl');
@@ -154,6 +155,12 @@ test('train --task chat: Adam-LoRA on instruct-pool rows lowers the training los
     const a = readFileSync(join(s.finalDir, 'adapter_model.safetensors'));
     const b = readFileSync(join(dir, 'final', 'adapter_model.safetensors'));
     assert.ok(a.equals(b), 'resumed adapters equal the uninterrupted run');
+
+    // a run started before left truncation kept a reply room (no chat-encoding.json) is not resumed
+    const old = join(tmp, 'old-encoding');
+    await assert.rejects(train(buildTrainConfig(flags), old, { afterStep: (k) => { if (k === 2) throw new Error('simulated kill'); } }), /simulated kill/);
+    rmSync(join(old, 'chat-encoding.json'));
+    await assert.rejects(train(readRunConfig(old), old, {}, true), (e: unknown) => e instanceof LmtuneError && e.code === 'CONFIG' && e.message.startsWith(old) && /just enough to fit/.test(e.message));
 
     // MeZO on the same chat batches: runs and logs a finite projected gradient per step
     const mz = await train(buildTrainConfig({ ...flags, optimizer: 'mezo', lr: '1e-3', maxSteps: '3' }), join(tmp, 'mezo'));

@@ -25,6 +25,7 @@ import { evaluate, loadExamples, mezoSplit, resolveTask, type EvalResult, type E
 import { lrAt, type Schedule } from '../optim/schedule.ts';
 import { buildLossRequest, defaultObjective, encodeExample, lossUnits, type Encoded, type ObjectiveMode } from './batches.ts';
 import { ChatTrainingData, type ChatDataReport } from './chat-batches.ts';
+import { REPLY_ROOM } from '../tasks/chat.ts';
 import { readCheckpoint, writeCheckpoint, type RunState } from './checkpoint.ts';
 import type { TrainConfig } from './options.ts';
 import { makeStepper, type BatchRequest, type Stepper, type StepResult } from './stepper.ts';
@@ -126,6 +127,28 @@ function schedule(cfg: TrainConfig): Schedule {
   const lr = cfg.optimizer.lr;
   if (cfg.schedule === 'constant') return { kind: 'constant', lr };
   return { kind: cfg.schedule, lr, warmupSteps: cfg.warmupSteps, totalSteps: cfg.maxSteps };
+}
+
+/**
+ * chat rows cut on the left are encoded with a reply room (tasks/chat.ts REPLY_ROOM); a run folder records
+ * it, so that a run started by an lmtune that cut them otherwise is not resumed on other encodings
+ */
+const CHAT_ENCODING_FILE = 'chat-encoding.json';
+
+function leftCutChat(cfg: TrainConfig): boolean {
+  return cfg.task === 'chat' && cfg.truncation === 'left';
+}
+
+function checkChatEncoding(runDir: string): void {
+  const path = join(runDir, CHAT_ENCODING_FILE);
+  const room = existsSync(path) ? readJson<{ replyRoom?: number }>(path, 'chat encoding').replyRoom : undefined;
+  if (room !== REPLY_ROOM) {
+    throw new LmtuneError(
+      'CONFIG',
+      `${runDir} was started by an lmtune whose --truncation left ${room === undefined ? 'cut chat rows just enough to fit (so a cut row\'s answer position gave its length away)' : `kept a reply room of ${room} tokens`}; this one keeps ${REPLY_ROOM}, so the rest of the run would train on other encodings of the cut rows`,
+      'start the run again with --out in a new folder',
+    );
+  }
 }
 
 /** keeps only lines whose `step` is at most `step` (after a resume) */
@@ -298,7 +321,11 @@ export async function train(cfg: TrainConfig, runDir: string, hooks: TrainHooks 
     if (existsSync(join(runDir, 'checkpoint', 'state.json')) || existsSync(join(runDir, 'checkpoint.old', 'state.json'))) {
       throw new LmtuneError('CONFIG', `${runDir} already holds a run`, 'continue it with --resume, or choose another --out');
     }
+    // before config.json: a folder with a config always has its marker
+    if (leftCutChat(cfg)) atomicWrite(join(runDir, CHAT_ENCODING_FILE), stableStringify({ replyRoom: REPLY_ROOM }));
     atomicWrite(configPath, stableStringify(cfg));
+  } else if (leftCutChat(cfg)) {
+    checkChatEncoding(runDir);
   }
   const { model, task, train: trainSet, dev, mode, chat } = await prepare(cfg);
   if (chat) hooks.onMessage?.(chat.message());
